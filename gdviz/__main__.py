@@ -1,0 +1,7 @@
+"""``python -m gdviz`` is the ``gdviz`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""The headless heart of gdviz: torch, numpy and the standard library only, never Qt."""

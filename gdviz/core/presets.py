@@ -1,0 +1,30 @@
+"""The bundled examples in resources/presets: one session JSON file each."""
+
+from __future__ import annotations
+
+import json
+
+from ..resources import resources_dir
+from .errors import GdvizError, SessionError
+from .session import Session
+
+
+def preset_names() -> list[str]:
+    """Names of the bundled presets, in the order their files sort."""
+    return sorted(p.name[:-5] for p in (resources_dir() / "presets").glob("*.json"))
+
+
+def load_preset(name: str) -> Session:
+    path = resources_dir() / "presets" / f"{name}.json"
+    if not path.is_file():
+        raise GdvizError(f"unknown preset '{name}'; the presets are {', '.join(preset_names())}")
+    try:
+        session = Session.from_dict(json.loads(path.read_text(encoding="utf-8")), preset=True)
+    except (json.JSONDecodeError, SessionError) as exc:
+        raise GdvizError(f"the bundled preset '{name}' is broken: {exc}") from None
+    session.name = session.name or name
+    return session
+
+
+def all_presets() -> list[tuple[str, Session]]:
+    return [(name, load_preset(name)) for name in preset_names()]
