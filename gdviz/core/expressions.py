@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import math
+import operator
 import re
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
@@ -23,7 +24,7 @@ import torch
 
 from .errors import ExpressionError
 
-MAX_LENGTH = 4000
+MAX_LENGTH = 10_000
 
 CONSTANTS = {"pi": math.pi, "e": math.e}
 
@@ -96,12 +97,12 @@ FUNCTIONS: dict[str, FunctionSpec] = {
 }
 
 _BINOPS: dict[type, tuple[str, Callable[[Any, Any], Any]]] = {
-    ast.Add: ("+", lambda a, b: a + b),
-    ast.Sub: ("-", lambda a, b: a - b),
-    ast.Mult: ("*", lambda a, b: a * b),
-    ast.Div: ("/", lambda a, b: a / b),
-    ast.Pow: ("**", lambda a, b: a**b),
-    ast.Mod: ("%", lambda a, b: a % b),
+    ast.Add: ("+", operator.add),
+    ast.Sub: ("-", operator.sub),
+    ast.Mult: ("*", operator.mul),
+    ast.Div: ("/", operator.truediv),
+    ast.Pow: ("**", operator.pow),
+    ast.Mod: ("%", operator.mod),
 }
 
 # Friendly words for constructs people type by habit; anything else gets a generic message.
@@ -154,6 +155,15 @@ class Expression:
         self.program = program
         #: free names in order of first appearance (parameters, and ``y`` in a loss)
         self.names = names
+        # The evaluation plan, split by kind so the hot loop does no dispatching: constants
+        # are filled in once, names and indexed names are loaded, then the operations run in
+        # post-order (every argument's slot is filled before it is used).
+        self._template = [ins.value if ins.kind == "const" else None for ins in program]
+        self._loads = [(i, ins.value) for i, ins in enumerate(program) if ins.kind == "name"]
+        self._indexed = [(i, ins.value, ins.index) for i, ins in enumerate(program)
+                         if ins.kind == "index"]
+        self._ops = [(i, ins.fn, ins.args) for i, ins in enumerate(program)
+                     if ins.kind in ("op", "call")]
 
     def __repr__(self) -> str:
         return f"Expression({self.text!r}, field={self.field!r})"
@@ -168,18 +178,19 @@ class Expression:
         return _t(values[-1]), values
 
     def _run(self, env: dict[str, torch.Tensor]) -> list[Any]:
-        values: list[Any] = [None] * len(self.program)
-        for i, ins in enumerate(self.program):
-            kind = ins.kind
-            if kind == "const":
-                values[i] = ins.value
-            elif kind == "name":
-                values[i] = env[ins.value]
-            elif kind == "index":
-                values[i] = env[ins.value][ins.index]
+        v = self._template.copy()
+        for i, name in self._loads:
+            v[i] = env[name]
+        for i, name, index in self._indexed:
+            v[i] = env[name][index]
+        for i, fn, args in self._ops:
+            if len(args) == 2:
+                v[i] = fn(v[args[0]], v[args[1]])
+            elif len(args) == 1:
+                v[i] = fn(v[args[0]])
             else:
-                values[i] = ins.fn(*[values[a] for a in ins.args])
-        return values
+                v[i] = fn(*[v[a] for a in args])
+        return v
 
     def check(self, env: dict[str, torch.Tensor]) -> torch.Tensor:
         """Evaluate once, turning a failure (bad index, shape mismatch) into an ExpressionError
@@ -293,6 +304,9 @@ class _Compiler:
         self.reserved = set(reserved)
         self.names: list[str] = []
         self.program: list[Instr] = []
+        # Common subexpressions are computed once: (3 - y)*(3 - y) evaluates 3 - y a single
+        # time, as the notebook's diff * diff does, and the graph shows one shared node.
+        self.seen: dict[tuple, int] = {}
 
     def error(self, message: str, node: ast.AST) -> ExpressionError:
         return ExpressionError(message, self.field, getattr(node, "col_offset", 0) + 1 + self.offset)
@@ -418,7 +432,7 @@ class _Compiler:
             symbol, fn = _BINOPS[type(node.op)]
             ins = Instr("op", text, col, (slots[id(node.left)], slots[id(node.right)]), symbol, fn)
         elif isinstance(node, ast.UnaryOp):
-            fn = (lambda a: -a) if isinstance(node.op, ast.USub) else (lambda a: a)
+            fn = operator.neg if isinstance(node.op, ast.USub) else operator.pos
             symbol = "-" if isinstance(node.op, ast.USub) else "+"
             ins = Instr("op", text, col, (slots[id(node.operand)],), symbol, fn)
         elif isinstance(node, ast.Call):
@@ -427,7 +441,11 @@ class _Compiler:
                         FUNCTIONS[name].impl)
         else:  # pragma: no cover - check() rejects everything else first
             raise self.error("not allowed", node)
+        key = (ins.kind, ins.value, ins.args, ins.index)
+        if key in self.seen:
+            return self.seen[key]
         self.program.append(ins)
+        self.seen[key] = len(self.program) - 1
         return len(self.program) - 1
 
 

@@ -124,17 +124,23 @@ def normalize_hypers(name: str, values: Mapping[str, Any] | None) -> dict[str, A
 
 
 class PlainSGD:
-    """x -= lr * grad, one in-place op per parameter (the seed notebook's update)."""
+    """x -= lr * grad (the seed notebook's update), one op per parameter.
+
+    The new values go into fresh storage rather than in place, so a snapshot taken with
+    ``detach()`` before the step stays as it was: the trainer records each step's
+    parameters without copying them (``keeps_old_storage``).
+    """
+
+    keeps_old_storage = True
 
     def __init__(self, params: Sequence[torch.Tensor], lr: float):
         self.params = list(params)
         self.lr = lr
 
-    @torch.no_grad()
     def step(self) -> None:
-        alpha = -self.lr
+        lr = self.lr
         for p in self.params:
-            p.add_(p.grad, alpha=alpha)
+            p.data = torch.sub(p.detach(), p.grad, alpha=lr)
 
     def set(self, key: str, value: Any) -> None:
         setattr(self, key, value)
@@ -142,6 +148,8 @@ class PlainSGD:
 
 class TorchOptimizer:
     """A ``torch.optim`` optimizer behind the same two methods as :class:`PlainSGD`."""
+
+    keeps_old_storage = False  # torch.optim updates in place: snapshots must be copies
 
     def __init__(self, optimizer: torch.optim.Optimizer):
         self.optimizer = optimizer

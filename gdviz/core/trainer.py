@@ -90,6 +90,7 @@ class Trainer:
         self.status = PAUSED if start_step else "idle"
         self.message = ""
         self.elapsed_s = 0.0
+        self.executed = 0  # steps computed, including any rolled back at a stop
         self._rebuild_optimizer()
 
     def _rebuild_optimizer(self) -> None:
@@ -156,6 +157,9 @@ class Trainer:
         loss_value = self.problem.loss_value
         values, trainable, every = self.values, self._trainable, self._all
         flat = self._flat
+        single = every[0] if len(every) == 1 else None
+        # backward() would allocate ones_like(loss) every step; one shared seed gradient will do.
+        seed_grad = torch.ones((), device=self.device)
         if remaining <= 0:
             self.status = FINISHED if self.step >= self.max_steps else PAUSED
             return
@@ -166,23 +170,39 @@ class Trainer:
             params: list[torch.Tensor] = []
             grads: list[torch.Tensor] = []
             optimizer_step = self.optimizer.step
+            no_copy = self.optimizer.keeps_old_storage
             started = time.perf_counter()
             deadline = started + budget
             count = 0
-            while count < remaining:
-                loss = loss_value(values)
-                loss.backward()
-                losses.append(loss.detach())
-                params.append(flat(every))
-                grads.append(trainable[0].grad.reshape(-1) if len(trainable) == 1
-                             else torch.cat([p.grad.reshape(-1) for p in trainable]))
-                optimizer_step()
-                for p in trainable:
-                    p.grad = None
-                count += 1
-                if time.perf_counter() >= deadline:
-                    break
+            if single is not None:
+                # One trainable tensor and nothing frozen (the common teaching case): record
+                # without reshapes or concatenation; _pack flattens once per batch.
+                while count < remaining:
+                    loss = loss_value(values)
+                    loss.backward(seed_grad)
+                    losses.append(loss.detach())
+                    params.append(single.detach() if no_copy else single.detach().clone())
+                    grads.append(single.grad)
+                    optimizer_step()
+                    single.grad = None
+                    count += 1
+                    if time.perf_counter() >= deadline:
+                        break
+            else:
+                while count < remaining:
+                    loss = loss_value(values)
+                    loss.backward(seed_grad)
+                    losses.append(loss.detach())
+                    params.append(flat(every))
+                    grads.append(torch.cat([p.grad.reshape(-1) for p in trainable]))
+                    optimizer_step()
+                    for p in trainable:
+                        p.grad = None
+                    count += 1
+                    if time.perf_counter() >= deadline:
+                        break
             self.elapsed_s += time.perf_counter() - started
+            self.executed += count
             remaining -= count
             batch = self._pack(losses, params, grads)
             if batch.status == RUNNING and remaining <= 0:
@@ -195,9 +215,10 @@ class Trainer:
 
     def _pack(self, losses, params, grads) -> StepBatch:
         first = self.step
+        n = len(losses)
         loss = torch.stack(losses).to(torch.float64).cpu().numpy()
-        par = torch.stack(params).to(torch.float64).cpu().numpy()
-        grad = torch.stack(grads).to(torch.float64).cpu().numpy()
+        par = torch.stack(params).reshape(n, -1).to(torch.float64).cpu().numpy()
+        grad = torch.stack(grads).reshape(n, -1).to(torch.float64).cpu().numpy()
         steps = np.arange(first, first + len(loss), dtype=np.int64)
         finite = np.isfinite(loss) & np.isfinite(par).all(axis=1) & np.isfinite(grad).all(axis=1)
         status, message, cut = RUNNING, "", len(loss)
@@ -255,7 +276,7 @@ class Trainer:
             "device": str(self.device),
             "optimizer": {"name": self.optimizer_name, **self.hypers},
             "elapsed_s": round(self.elapsed_s, 6),
-            "steps_per_s": round(self.step / self.elapsed_s, 1) if self.elapsed_s > 0 else None,
+            "steps_per_s": round(self.executed / self.elapsed_s, 1) if self.elapsed_s > 0 else None,
         }
 
 
