@@ -3,3 +3,24 @@ import os
 # Qt must never need a display in tests; set before anything imports Qt.
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("GDVIZ_SETTINGS_ORG", "gdviz-tests")
+
+import pytest
+
+
+@pytest.fixture
+def window(qtbot):
+    """A fresh main window with no remembered settings; closed (thread stopped) after."""
+    from gdviz.qt import MainWindow
+    from gdviz.qt.main_window import app_settings
+
+    app_settings().clear()
+    win = MainWindow()
+    qtbot.addWidget(win)
+    win.show()
+    yield win
+    win.close()
+    app_settings().clear()
+
+
+def wait_state(qtbot, win, *states, timeout=30_000):
+    qtbot.waitUntil(lambda: win.controller.state in states, timeout=timeout)

@@ -1,0 +1,108 @@
+"""The seed's 10,000 steps through the window (offscreen) against the headless engine.
+
+For each round, in one process and interleaved: the headless engine (Trainer + History
+on this thread), then the window (press Play, wait for runFinished) while a 10 ms
+QTimer measures how late the GUI thread answers. Prints the time ratio window/headless
+(goal <= 1.25) and the lateness percentiles (goal: p99 under 30 ms).
+
+    QT_QPA_PLATFORM=offscreen python benchmarks/gui.py [--rounds 3] [--steps 10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("GDVIZ_SETTINGS_ORG", "gdviz-benchmark")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from PySide6.QtCore import QElapsedTimer, QEventLoop, Qt, QTimer  # noqa: E402
+from PySide6.QtWidgets import QApplication  # noqa: E402
+
+from gdviz.core.history import History  # noqa: E402
+from gdviz.core.presets import load_preset  # noqa: E402
+from gdviz.core.trainer import Trainer  # noqa: E402
+
+
+def headless(steps: int) -> float:
+    session = load_preset("seed-linear")
+    trainer = Trainer(session.build_problem(), session.optimizer, session.hypers, max_steps=steps)
+    history = History(trainer.layout)
+    start = time.perf_counter()
+    for batch in trainer.iter_steps():
+        history.extend(batch.steps, batch.loss, batch.params, batch.grads)
+    return time.perf_counter() - start
+
+
+def windowed(window, steps: int) -> tuple[float, np.ndarray, dict]:
+    """Seconds from Play to runFinished, and the 10 ms timer's lateness samples (ms)."""
+    controller = window.controller
+    controller.reset()
+    window.problemPanel.stepsSpin.setValue(steps)
+    loop = QEventLoop()
+    result: dict = {}
+    lateness: list[float] = []
+    clock = QElapsedTimer()
+    probe = QTimer(interval=10)
+    probe.setTimerType(Qt.TimerType.PreciseTimer)
+
+    def on_probe() -> None:
+        elapsed = clock.nsecsElapsed() / 1e6
+        lateness.append(max(0.0, elapsed - 10.0))
+        clock.restart()
+
+    def on_finished(summary: dict) -> None:
+        result.update(summary)
+        result["t"] = time.perf_counter()
+        loop.quit()
+
+    probe.timeout.connect(on_probe)
+    window.runFinished.connect(on_finished)
+    QTimer.singleShot(200, loop.quit)  # let the reset settle
+    loop.exec()
+    clock.start()
+    probe.start()
+    start = time.perf_counter()
+    window.controls.playButton.click()
+    QTimer.singleShot(600_000, loop.quit)
+    loop.exec()
+    probe.stop()
+    window.runFinished.disconnect(on_finished)
+    return result.get("t", time.perf_counter()) - start, np.array(lateness), result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=10_000)
+    args = parser.parse_args()
+    app = QApplication.instance() or QApplication([])
+    from gdviz.qt import MainWindow
+
+    window = MainWindow(load_preset("seed-linear"))
+    window.show()
+    torch.set_num_threads(1)
+    headless(500)
+    ratios, p99s = [], []
+    print(f"{args.steps} steps of the seed problem, torch {torch.__version__}, "
+          f"platform {app.platformName()}")
+    for r in range(args.rounds):
+        h = headless(args.steps)
+        w, late, summary = windowed(window, args.steps)
+        x = summary.get("params", {}).get("X", [float("nan")])[0]
+        ratios.append(w / h)
+        p99s.append(float(np.percentile(late, 99)) if len(late) else float("nan"))
+        print(f"round {r + 1}: headless {h:6.2f} s   window {w:6.2f} s   ratio {w / h:5.2f}   "
+              f"GUI lateness p50 {np.percentile(late, 50):5.1f} ms  p99 {p99s[-1]:5.1f} ms  "
+              f"max {late.max():5.1f} ms   X = {x:.4f}")
+    print(f"median ratio window/headless: {statistics.median(ratios):.2f} (goal <= 1.25)")
+    print(f"median GUI lateness p99: {statistics.median(p99s):.1f} ms (goal < 30 ms)")
+    window.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,444 @@
+"""Drawing the computation graph: a zoomable, pannable scene of boxes and arrows.
+
+The graph model and its layout come from :mod:`gdviz.core.graph`. :class:`GraphScene`
+draws one; :class:`GraphPanel` keeps it live: it recaptures the graph at the current
+parameters (throttled), updates values in place when only they changed, and lays out a
+new structure on a worker thread so big graphs never freeze the window.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import QObject, QPointF, QRectF, QSize, Qt, QTimer, Signal
+from PySide6.QtGui import (QBrush, QColor, QFont, QImage, QLinearGradient, QPainter,
+                           QPainterPath, QPen, QPolygonF)
+from PySide6.QtSvg import QSvgGenerator
+from PySide6.QtWidgets import (QCheckBox, QGraphicsItem, QGraphicsPathItem, QGraphicsScene,
+                               QGraphicsView, QHBoxLayout, QLabel, QPushButton, QVBoxLayout,
+                               QWidget)
+
+from ..core.errors import GdvizError
+from ..core.graph import (CONSTANT, FROZEN, PARAM, ComputationGraph, capture_graph,
+                          layout_graph, node_lines, summarize)
+
+FONT = QFont("DejaVu Sans", 9)
+LINE_H = 15.0
+CHAR_W = 7.0
+LIVE_INTERVAL_MS = 200  # the graph recaptures at most five times a second
+
+
+def grad_color(t: float | None) -> QColor:
+    """Fill for a node: ``t`` in [0, 1] is its |gradient| on the graph's log scale."""
+    if t is None:
+        return QColor("#eeeeee")
+    t = min(max(t, 0.0), 1.0)
+    stops = [(0.0, (255, 250, 225)), (0.5, (253, 174, 97)), (1.0, (215, 48, 39))]
+    for (t0, c0), (t1, c1) in zip(stops, stops[1:]):
+        if t <= t1:
+            f = (t - t0) / (t1 - t0)
+            return QColor(*(round(a + (b - a) * f) for a, b in zip(c0, c1)))
+    return QColor(*stops[-1][1])
+
+
+def grad_scale(graph: ComputationGraph) -> tuple[float, float]:
+    """log10 range of the nodes' largest |gradient| elements."""
+    mags = [float(np.nanmax(np.abs(n.grad))) for n in graph.nodes
+            if n.grad is not None and np.asarray(n.grad).size and np.isfinite(n.grad).any()]
+    logs = [math.log10(m) for m in mags if m > 0]
+    if not logs:
+        return (0.0, 1.0)
+    lo, hi = min(logs), max(logs)
+    return (lo, hi if hi > lo else lo + 1)
+
+
+def node_size(graph_node) -> tuple[float, float]:
+    lines = node_lines(graph_node)
+    return (max(len(t) for t in lines) * CHAR_W + 18, len(lines) * LINE_H + 10)
+
+
+class NodeItem(QGraphicsItem):
+    """A rounded box with the node's lines of text; hover shows the full tensors."""
+
+    def __init__(self, node, size: tuple[float, float]):
+        super().__init__()
+        self.node = node
+        self.w, self.h = size
+        self.fill = QColor("#eeeeee")
+        self.setAcceptHoverEvents(True)
+        self.update_node(node, None)
+
+    def boundingRect(self) -> QRectF:  # noqa: N802
+        return QRectF(-self.w / 2 - 1, -self.h / 2 - 1, self.w + 2, self.h + 2)
+
+    def update_node(self, node, t: float | None) -> None:
+        self.node = node
+        self.lines = node_lines(node)
+        self.fill = QColor("#f5f5f5") if node.kind in (CONSTANT, FROZEN) else grad_color(t)
+        self.setToolTip(_tooltip(node))
+        self.update()
+
+    def paint(self, painter: QPainter, _option, _widget=None) -> None:
+        rect = QRectF(-self.w / 2, -self.h / 2, self.w, self.h)
+        kind = self.node.kind
+        pen = QPen(QColor("#1565c0" if kind == PARAM else "#333333"),
+                   2.2 if kind == PARAM or self.node.role else 1.0)
+        if kind in (CONSTANT, FROZEN):
+            pen.setStyle(Qt.PenStyle.DashLine if kind == FROZEN else Qt.PenStyle.SolidLine)
+            pen.setColor(QColor("#888888"))
+        painter.setPen(pen)
+        painter.setBrush(QBrush(self.fill))
+        radius = self.h / 2 if kind == CONSTANT else 6
+        painter.drawRoundedRect(rect, radius, radius)
+        painter.setFont(FONT)
+        y = rect.top() + 5
+        for i, text in enumerate(self.lines):
+            font = QFont(FONT)
+            font.setBold(i == 0)
+            font.setItalic(i == 1 and bool(self.node.op))
+            painter.setFont(font)
+            painter.setPen(QColor("#111111" if i != 1 or not self.node.op else "#555555"))
+            painter.drawText(QRectF(rect.left() + 4, y, rect.width() - 8, LINE_H),
+                             Qt.AlignmentFlag.AlignCenter, text)
+            y += LINE_H
+
+
+def _tooltip(node) -> str:
+    def full(value) -> str:
+        if value is None:
+            return "—"
+        return np.array2string(np.asarray(value), precision=6, threshold=200, max_line_width=100)
+
+    parts = [f"<b>{node.label}</b>" + (f" ({node.role})" if node.role else "")]
+    if node.op:
+        parts.append(f"op: {node.op}")
+    parts.append(f"<pre>value:\n{full(node.value)}</pre>")
+    if node.kind not in (CONSTANT, FROZEN):
+        parts.append(f"<pre>d loss / d {node.role or node.label}:\n{full(node.grad)}</pre>")
+    return "".join(f"<p>{p}</p>" for p in parts)
+
+
+class EdgeItem(QGraphicsPathItem):
+    """An arrow from an input to the op that used it, with the gradient flowing back."""
+
+    def __init__(self, start: QPointF, end: QPointF):
+        super().__init__()
+        self.setPen(QPen(QColor("#666666"), 1.3))
+        self.setZValue(-1)
+        path = QPainterPath(start)
+        mid_y = (start.y() + end.y()) / 2
+        path.cubicTo(QPointF(start.x(), mid_y), QPointF(end.x(), mid_y), end)
+        # The curve arrives vertically, so the head points straight down.
+        path.addPolygon(QPolygonF([end, end + QPointF(-5, -9), end + QPointF(5, -9), end]))
+        self.setPath(path)
+        self.label_pos = path.pointAtPercent(0.5)
+
+    def paint(self, painter: QPainter, option, widget=None) -> None:
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        super().paint(painter, option, widget)
+
+
+class GraphScene(QGraphicsScene):
+    """The drawing of one :class:`ComputationGraph` (positions must be set)."""
+
+    def __init__(self, parent: QObject | None = None):
+        super().__init__(parent)
+        self.graph: ComputationGraph | None = None
+        self.node_items: dict[int, NodeItem] = {}
+        self.edge_labels: list = []
+        self.show_edge_grads = True
+        self.setBackgroundBrush(QBrush(QColor("white")))
+
+    def build(self, graph: ComputationGraph) -> None:
+        self.clear()
+        self.graph = graph
+        self.node_items, self.edge_labels = {}, []
+        lo, hi = grad_scale(graph)
+        for node in graph.nodes:
+            item = NodeItem(node, node_size(node))
+            x, y = graph.positions.get(node.id, (0.0, 0.0))
+            item.setPos(x, y)
+            self.addItem(item)
+            self.node_items[node.id] = item
+        for edge in graph.edges:
+            a, b = self.node_items[edge.source], self.node_items[edge.target]
+            start = a.pos() + QPointF(0, a.h / 2)
+            end = b.pos() - QPointF(0, b.h / 2)
+            item = EdgeItem(start, end)
+            self.addItem(item)
+            text = self.addSimpleText("")
+            text.setFont(QFont("DejaVu Sans", 8))
+            text.setBrush(QBrush(QColor("#8e24aa")))
+            text.setPos(item.label_pos + QPointF(4, -6))
+            self.edge_labels.append(text)
+        self.update_values(graph, (lo, hi))
+        self.setSceneRect(self.itemsBoundingRect().adjusted(-20, -20, 20, 20))
+
+    def update_values(self, graph: ComputationGraph, scale: tuple[float, float] | None = None) -> None:
+        """New values and gradients on the same structure: no relayout."""
+        self.graph = graph
+        lo, hi = scale or grad_scale(graph)
+        for node in graph.nodes:
+            item = self.node_items.get(node.id)
+            if item is None:
+                continue
+            t = None
+            if node.grad is not None and np.isfinite(node.grad).any():
+                m = float(np.nanmax(np.abs(node.grad)))
+                t = (math.log10(m) - lo) / (hi - lo) if m > 0 else 0.0
+            item.update_node(node, t)
+        for edge, label in zip(graph.edges, self.edge_labels):
+            label.setText(f"∂ {summarize(edge.grad, 3)}" if edge.grad is not None and self.show_edge_grads else "")
+
+    def set_edge_grads_visible(self, on: bool) -> None:
+        self.show_edge_grads = on
+        if self.graph is not None:
+            self.update_values(self.graph)
+
+    # --- export -------------------------------------------------------------------------
+
+    def render_svg(self, path: str | Path) -> None:
+        """Write the drawing as SVG (QSvgGenerator: pyqtgraph's exporter fails on plain items)."""
+        from ..core.atomic import atomic_write_bytes
+        rect = self.sceneRect()
+        gen = QSvgGenerator()
+        from PySide6.QtCore import QBuffer, QByteArray, QIODevice
+        data = QByteArray()
+        buffer = QBuffer(data)
+        buffer.open(QIODevice.OpenModeFlag.WriteOnly)
+        gen.setOutputDevice(buffer)
+        gen.setSize(QSize(int(rect.width()), int(rect.height())))
+        gen.setViewBox(QRectF(0, 0, rect.width(), rect.height()))
+        gen.setTitle("gdviz computation graph")
+        painter = QPainter(gen)
+        self.render(painter, QRectF(0, 0, rect.width(), rect.height()), rect)
+        painter.end()
+        buffer.close()
+        atomic_write_bytes(path, bytes(data))
+
+    def render_image(self, scale: float = 2.0) -> QImage:
+        rect = self.sceneRect()
+        image = QImage(max(1, int(rect.width() * scale)), max(1, int(rect.height() * scale)),
+                       QImage.Format.Format_ARGB32)
+        image.fill(QColor("white"))
+        painter = QPainter(image)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        painter.setRenderHint(QPainter.RenderHint.TextAntialiasing)
+        self.render(painter, QRectF(0, 0, image.width(), image.height()), rect)
+        painter.end()
+        return image
+
+    def render_png(self, path: str | Path, scale: float = 2.0) -> None:
+        save_image(self.render_image(scale), path)
+
+
+def save_image(image: QImage, path: str | Path) -> None:
+    """Save a QImage as PNG atomically, with a clear error on failure."""
+    from PySide6.QtCore import QBuffer, QByteArray, QIODevice
+    from ..core.atomic import atomic_write_bytes
+    data = QByteArray()
+    buffer = QBuffer(data)
+    buffer.open(QIODevice.OpenModeFlag.WriteOnly)
+    if not image.save(buffer, "PNG"):
+        raise GdvizError(f"cannot encode {Path(path).name} as PNG")
+    buffer.close()
+    atomic_write_bytes(path, bytes(data))
+
+
+def draw_graph(graph: ComputationGraph) -> GraphScene:
+    """A laid-out scene for ``graph`` (used headless by ``gdviz graph``)."""
+    layout_graph(graph, {n.id: node_size(n) for n in graph.nodes})
+    scene = GraphScene()
+    scene.build(graph)
+    return scene
+
+
+class GraphView(QGraphicsView):
+    """Wheel zooms (around the cursor), drag pans, fit_all fits."""
+
+    def __init__(self, scene: GraphScene, parent: QWidget | None = None):
+        super().__init__(scene, parent)
+        self.setObjectName("graphView")
+        self.setRenderHints(QPainter.RenderHint.Antialiasing | QPainter.RenderHint.TextAntialiasing)
+        self.setDragMode(QGraphicsView.DragMode.ScrollHandDrag)
+        self.setTransformationAnchor(QGraphicsView.ViewportAnchor.AnchorUnderMouse)
+        self.setToolTip("")
+
+    def wheelEvent(self, event) -> None:  # noqa: N802
+        factor = 1.15 ** (event.angleDelta().y() / 120)
+        scale = self.transform().m11()
+        if 0.05 < scale * factor < 20:
+            self.scale(factor, factor)
+
+    def fit_all(self) -> None:
+        rect = self.scene().itemsBoundingRect()
+        if rect.isValid():
+            self.fitInView(rect.adjusted(-10, -10, 10, 10), Qt.AspectRatioMode.KeepAspectRatio)
+            if self.transform().m11() > 1.5:  # a tiny graph: do not blow it up
+                self.resetTransform()
+                self.centerOn(rect.center())
+
+
+class GradientLegend(QWidget):
+    """The color scale of |gradient|."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.range = (0.0, 1.0)
+        self.setFixedSize(230, 22)
+        self.setToolTip("Node color: the largest |gradient| in the node, on a log scale")
+
+    def set_range(self, lo: float, hi: float) -> None:
+        self.range = (lo, hi)
+        self.update()
+
+    def paintEvent(self, _event) -> None:  # noqa: N802
+        p = QPainter(self)
+        bar = QRectF(70, 5, 90, 12)
+        grad = QLinearGradient(bar.topLeft(), bar.topRight())
+        for t in (0.0, 0.25, 0.5, 0.75, 1.0):
+            grad.setColorAt(t, grad_color(t))
+        p.fillRect(bar, grad)
+        p.setPen(QColor("#444"))
+        p.drawRect(bar)
+        p.setFont(QFont("DejaVu Sans", 8))
+        lo, hi = self.range
+        p.drawText(QRectF(0, 3, 68, 16), Qt.AlignmentFlag.AlignRight, f"|grad| 1e{lo:.0f}")
+        p.drawText(QRectF(164, 3, 66, 16), Qt.AlignmentFlag.AlignLeft, f"1e{hi:.0f}")
+        p.end()
+
+
+class _LayoutSignals(QObject):
+    done = Signal(int, object)  # token, ComputationGraph with positions
+
+
+class GraphPanel(QWidget):
+    """The live computation graph of the current step, with zoom, fit and export."""
+
+    exportRequested = Signal(str)  # "svg" or "png"
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("graphPanel")
+        self.scene = GraphScene(self)
+        self.view = GraphView(self.scene)
+        self.problem = None
+        self.layout_ = None
+        self.graph: ComputationGraph | None = None
+        self._structure = None
+        self._token = 0
+        self._pending_point: np.ndarray | None = None
+        self._latest: ComputationGraph | None = None
+        self.last_layout_s = 0.0
+        self._signals = _LayoutSignals(self)
+        self._signals.done.connect(self._on_layout_done)
+        self._throttle = QTimer(self, singleShot=True, interval=LIVE_INTERVAL_MS)
+        self._throttle.timeout.connect(self._on_throttle_timeout)
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        header = QHBoxLayout()
+        header.addWidget(QLabel("<b>Computation graph</b>"))
+        self.status = QLabel()
+        self.status.setStyleSheet("color: #777;")
+        header.addWidget(self.status, 1)
+        self.legend = GradientLegend()
+        header.addWidget(self.legend)
+        self.edgeGradCheck = QCheckBox("edge gradients", objectName="edgeGradCheck")
+        self.edgeGradCheck.setChecked(True)
+        self.edgeGradCheck.setToolTip("Show the gradient flowing back along each edge")
+        self.edgeGradCheck.toggled.connect(self.scene.set_edge_grads_visible)
+        header.addWidget(self.edgeGradCheck)
+        self.fitButton = QPushButton("Fit", objectName="graphFitButton")
+        self.fitButton.setToolTip("Fit the whole graph in view (wheel zooms, drag pans)")
+        self.fitButton.clicked.connect(self.view.fit_all)
+        header.addWidget(self.fitButton)
+        for kind in ("svg", "png"):
+            button = QPushButton(f"Export {kind.upper()}", objectName=f"graphExport{kind.upper()}")
+            button.setToolTip(f"Save the graph as {kind.upper()}")
+            button.clicked.connect(lambda _c=False, k=kind: self.exportRequested.emit(k))
+            header.addWidget(button)
+        layout.addLayout(header)
+        layout.addWidget(self.view, 1)
+
+    def set_problem(self, problem, layout) -> None:
+        self.problem, self.layout_ = problem, layout
+        self.graph, self._structure, self._latest = None, None, None
+        self._token += 1  # a layout still running for the old problem is dropped
+        self.scene.clear()
+        self.scene.graph = None
+
+    def show_point(self, flat: np.ndarray) -> None:
+        """Recapture at these parameter values (at most every LIVE_INTERVAL_MS)."""
+        if self.problem is None or not len(flat):
+            return
+        if self.graph is not None and self._pending_point is not None \
+                and np.array_equal(self._pending_point, flat):
+            return
+        self._pending_point = np.array(flat, copy=True)
+        if not self._throttle.isActive():
+            self._throttle.start()
+
+    def refresh_now(self) -> None:
+        if self._throttle.isActive():
+            self._throttle.stop()
+        self._on_throttle_timeout()
+
+    def _on_throttle_timeout(self) -> None:
+        if self.problem is None or self._pending_point is None:
+            return
+        try:
+            graph = capture_graph(self.problem, self.layout_.unflatten(self._pending_point))
+        except (RuntimeError, ValueError) as exc:
+            self.status.setText(f"cannot capture the graph: {exc}")
+            return
+        key = graph.structure_key()
+        if key == self._structure:
+            if self.graph is None:  # its layout is still running: show these values after
+                self._latest = graph
+                return
+            self._show_values(graph)
+            return
+        self._structure = key
+        self._latest = None
+        self._start_layout(graph)
+
+    def _show_values(self, graph: ComputationGraph) -> None:
+        graph.positions = self.graph.positions
+        self.graph = graph
+        self.scene.update_values(graph)
+        self.legend.set_range(*grad_scale(graph))
+
+    def _start_layout(self, graph: ComputationGraph) -> None:
+        self._token += 1
+        token = self._token
+        sizes = {n.id: node_size(n) for n in graph.nodes}
+        self.status.setText(f"{len(graph.nodes)} nodes: laying out…")
+        signals = self._signals
+
+        def work() -> None:
+            import time
+            start = time.perf_counter()
+            layout_graph(graph, sizes)
+            graph.layout_seconds = time.perf_counter() - start
+            signals.done.emit(token, graph)
+
+        # Off the GUI thread: a few hundred nodes take a moment to lay out.
+        threading.Thread(target=work, name="gdviz-graph-layout", daemon=True).start()
+
+    def _on_layout_done(self, token: int, graph: ComputationGraph) -> None:
+        if token != self._token:
+            return
+        self.last_layout_s = getattr(graph, "layout_seconds", 0.0)
+        self.graph = graph
+        self.scene.build(graph)
+        self.legend.set_range(*grad_scale(graph))
+        self.status.setText(f"{len(graph.nodes)} nodes, {len(graph.edges)} edges "
+                            f"(layout {self.last_layout_s * 1000:.0f} ms)")
+        self.view.fit_all()
+        if self._latest is not None:
+            self._show_values(self._latest)
+            self._latest = None

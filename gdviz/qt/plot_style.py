@@ -1,0 +1,81 @@
+"""Cheap-to-repaint pyqtgraph plots.
+
+Redrawing while a training loop shares the GIL must be lean (DESIGN.md). Two things
+dominate a pyqtgraph frame: repainting axes (text) and autoranging, which regenerates the
+axes on every frame while a loss falls. So axes are cached as pixmaps, and ranges are
+managed with hysteresis: they change only when the data leaves them or shrinks well inside.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtGui import QBrush, QColor, QPen
+from PySide6.QtWidgets import QGraphicsEllipseItem, QGraphicsItem
+
+
+def cache_axes(plot_item: pg.PlotItem) -> None:
+    """Paint each axis into a pixmap once, and blit it until its range changes."""
+    for name in ("left", "bottom", "right", "top"):
+        axis = plot_item.getAxis(name)
+        axis.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
+
+
+def sticky_range(current: tuple[float, float], lo: float, hi: float, log: bool = False,
+                 grow: float = 0.15) -> tuple[float, float] | None:
+    """A new (lo, hi) view range when [lo, hi] escapes ``current`` or fills less than a third
+    of it; None when the current range is still good."""
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return None
+    if log:
+        if hi <= 0:
+            return None
+        lo = math.log10(max(lo, hi * 1e-300)) if lo > 0 else math.log10(hi) - 1
+        hi = math.log10(hi)
+    span = hi - lo
+    if span <= 0:
+        span = abs(hi) * 0.1 or 1.0
+    c0, c1 = current
+    inside = c0 <= lo and hi <= c1
+    roomy = (c1 - c0) < 3 * span
+    if inside and roomy:
+        return None
+    return (lo - grow * span, hi + grow * span)
+
+
+def finite_bounds(values: np.ndarray) -> tuple[float, float]:
+    finite = values[np.isfinite(values)]
+    if not len(finite):
+        return (math.nan, math.nan)
+    return float(finite.min()), float(finite.max())
+
+
+class Marker(QGraphicsEllipseItem):
+    """A dot of fixed pixel size at a data point.
+
+    A plain C++ item that ignores the view's scaling: it paints without calling into
+    Python (so without the GIL), and moving it is a cheap setPos, unlike a scatter plot.
+    """
+
+    def __init__(self, color: str, size: float = 11.0, outline: str = "white"):
+        super().__init__(-size / 2, -size / 2, size, size)
+        self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemIgnoresTransformations)
+        self.setBrush(QBrush(QColor(color)))
+        self.setPen(QPen(QColor(outline), 1.5))
+        self.setZValue(20)
+        self.hide()
+        self.point: tuple[float, float] | None = None
+
+    def move_to(self, x: float, y: float) -> None:
+        """Show the marker at (x, y), or hide it when either is not finite."""
+        point = (float(x), float(y)) if math.isfinite(x) and math.isfinite(y) else None
+        if point == self.point:
+            return
+        self.point = point
+        if point is None:
+            self.hide()
+        else:
+            self.setPos(*point)
+            self.show()

@@ -1,0 +1,248 @@
+"""The main window, driven the way a user drives it (offscreen)."""
+
+import math
+
+import numpy as np
+import pytest
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QWidget
+
+from conftest import wait_state
+from gdviz.core.presets import load_preset
+
+NAMES = ["functionEdit", "lossEdit", "paramsTable", "optimizerCombo", "lrSpin", "stepsSpin",
+         "seedSpin", "deviceCombo", "playButton", "stepButton", "resetButton", "speedSlider",
+         "lossPlot", "trajectoryPlot"]
+
+
+def type_into(qtbot, edit, text):
+    edit.selectAll()
+    qtbot.keyClick(edit, Qt.Key.Key_Delete)
+    qtbot.keyClicks(edit, text)
+
+
+def test_parts_are_found_by_name_and_have_tooltips(window):
+    for name in NAMES:
+        widget = window.findChild(QWidget, name)
+        assert widget is not None, name
+    for name in ("functionEdit", "lossEdit", "playButton", "stepButton", "resetButton",
+                 "speedSlider", "lrSpin", "deviceCombo"):
+        assert window.findChild(QWidget, name).toolTip(), name
+
+
+def test_opens_on_the_first_seed_ready_for_play(window):
+    assert window.problemPanel.functionEdit.text() == "X + 1"
+    assert window.problemPanel.lossEdit.text() == "(3 - y)**2 / 2"
+    assert window.controls.playButton.isEnabled()
+
+
+def test_type_seed_press_play_reaches_1_9999(qtbot, window):
+    panel = window.problemPanel
+    window.load_session(load_preset("bowl"))  # something else first, then type the seed
+    type_into(qtbot, panel.functionEdit, "X + 1")
+    type_into(qtbot, panel.lossEdit, "(3 - y)**2 / 2")
+    panel.flush()
+    assert window.controller.problem.names == ["X"]
+    panel.optimizerCombo.setCurrentIndex(panel.optimizerCombo.findData("sgd"))
+    panel.lrSpin.setValue(1e-3)
+    panel.stepsSpin.setValue(10_000)
+    with qtbot.waitSignal(window.runFinished, timeout=120_000) as blocker:
+        qtbot.mouseClick(window.controls.playButton, Qt.MouseButton.LeftButton)
+    result = blocker.args[0]
+    assert result["status"] == "finished" and result["steps"] == 10_000
+    assert f"{result['params']['X'][0]:.4f}" == "1.9999"
+    assert set(result) >= {"status", "steps", "loss", "params", "grads", "device", "optimizer",
+                           "elapsed_s", "steps_per_s"}
+    window.redraw()
+    x, y = window.lossView.curve.xData, window.lossView.curve.yData  # all of it, not downsampled
+    assert len(x) == 10_000 and y[0] > y[-1]
+
+
+def test_step_advances_exactly_one_step_and_the_plots_show_it(qtbot, window):
+    qtbot.mouseClick(window.controls.stepButton, Qt.MouseButton.LeftButton)
+    wait_state(qtbot, window, "paused")
+    assert window.controller.step == 1 and len(window.controller.history) == 1
+    window.redraw()
+    assert list(window.lossView.curve.xData) == [0]
+    assert len(window.trajectoryView.path.xData) == 2  # the start and where the step went
+    assert window.stepLabel.text() == "step 1"
+    window.controls.stepCountSpin.setValue(25)
+    qtbot.mouseClick(window.controls.stepButton, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: window.controller.step == 26 and window.controller.state == "paused")
+
+
+def test_pause_then_play_continues(qtbot, window):
+    window.problemPanel.stepsSpin.setValue(10_000_000)
+    window.controls.playButton.click()
+    qtbot.waitUntil(lambda: window.controller.step > 200, timeout=30_000)
+    window.controls.playButton.click()
+    wait_state(qtbot, window, "paused")
+    paused_at = window.controller.step
+    assert window.controls.playButton.text() == "Play"
+    qtbot.wait(200)
+    assert window.controller.step == paused_at
+    window.controls.playButton.click()
+    qtbot.waitUntil(lambda: window.controller.step > paused_at + 100, timeout=30_000)
+    window.controls.playButton.click()
+    wait_state(qtbot, window, "paused")
+    steps = window.controller.history.steps
+    assert np.array_equal(steps, np.arange(len(steps)))  # no gap, no repeat
+
+
+def test_reset_returns_to_the_same_start(qtbot, window):
+    start = window.controller.current.copy()
+    window.controls.stepCountSpin.setValue(50)
+    window.controls.stepButton.click()
+    qtbot.waitUntil(lambda: window.controller.step == 50 and window.controller.state == "paused")
+    assert not np.allclose(window.controller.current, start)
+    window.controls.resetButton.click()
+    qtbot.waitUntil(lambda: window.controller.step == 0 and np.allclose(window.controller.current, start))
+    assert len(window.controller.history) == 0
+
+
+def test_typo_shows_the_error_disables_play_and_keeps_the_last_problem(qtbot, window):
+    panel = window.problemPanel
+    type_into(qtbot, panel.lossEdit, "(3 - y)**2 / z")
+    qtbot.waitUntil(lambda: not panel.lossError.isHidden(), timeout=5_000)
+    assert "unknown name 'z'" in panel.lossError.text() and "column 14" in panel.lossError.text()
+    assert "^" in panel.lossError.text()
+    assert not window.controls.playButton.isEnabled()
+    assert not window.controls.stepButton.isEnabled()
+    assert window.controller.session.loss == "(3 - y)**2 / 2"
+    type_into(qtbot, panel.lossEdit, "(3 - y)**2 / 4")
+    qtbot.waitUntil(lambda: panel.lossError.isHidden(), timeout=5_000)
+    assert window.controls.playButton.isEnabled()
+    assert window.controller.session.loss == "(3 - y)**2 / 4"
+    assert "reset" in window.messageLabel.text()
+
+
+def test_editing_the_function_fills_the_parameter_table(qtbot, window):
+    type_into(qtbot, window.problemPanel.functionEdit, "w[0]*a + b")
+    window.problemPanel.flush()
+    table = window.problemPanel.paramsTable
+    assert [table.item(r, 0).text() for r in range(table.rowCount())] == ["w", "a", "b"]
+
+
+def test_cuda_is_disabled_with_a_reason_when_there_is_none(window):
+    import torch
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    item = window.problemPanel.deviceCombo.model().item(1)
+    assert not item.isEnabled() and "CUDA is unavailable" in item.toolTip()
+
+
+def test_closing_mid_run_stops_the_thread(qtbot, window):
+    window.problemPanel.stepsSpin.setValue(10_000_000)
+    window.controls.playButton.click()
+    qtbot.waitUntil(lambda: window.controller.step > 50, timeout=30_000)
+    thread = window.controller._thread
+    window.close()
+    assert thread.isFinished()
+
+
+def test_a_two_parameter_preset_draws_its_landscape(qtbot, window):
+    window.load_session(load_preset("rosenbrock"))
+    view = window.trajectoryView
+    assert view.mode == "2d" and view.z is not None and view.z.shape == (120, 120)
+    assert np.isfinite(view.z).all()
+    assert view.logColorsCheck.isChecked()  # Rosenbrock is steep
+    window.controls.stepCountSpin.setValue(30)
+    window.controls.stepButton.click()
+    qtbot.waitUntil(lambda: window.controller.step == 30 and window.controller.state == "paused")
+    window.redraw()
+    x, y = view.path.xData, view.path.yData
+    assert len(x) == 31 and x[0] == pytest.approx(-1.5) and y[0] == pytest.approx(2.0)
+
+
+def test_clicking_the_landscape_sets_a_new_start(qtbot, window):
+    window.load_session(load_preset("himmelblau"))
+    window.trajectoryView.click_at(-2.0, 1.5)
+    qtbot.waitUntil(lambda: np.allclose(window.controller.current, [-2.0, 1.5]))
+    window.controls.stepCountSpin.setValue(5)
+    window.controls.stepButton.click()
+    qtbot.waitUntil(lambda: window.controller.step == 5 and window.controller.state == "paused")
+    window.controls.resetButton.click()
+    qtbot.waitUntil(lambda: window.controller.step == 0 and np.allclose(window.controller.current, [-2.0, 1.5]))
+
+
+def test_learning_rate_change_takes_effect_at_the_next_step(qtbot, window):
+    panel = window.problemPanel
+    type_into(qtbot, panel.functionEdit, "x")
+    type_into(qtbot, panel.lossEdit, "y")
+    panel.flush()
+    panel.paramsTable.item(0, 1).setText("0")
+    panel.optimizerCombo.setCurrentIndex(panel.optimizerCombo.findData("sgd"))
+    panel.lrSpin.setValue(1.0)
+    window.controls.stepButton.click()
+    qtbot.waitUntil(lambda: window.controller.step == 1 and window.controller.state == "paused")
+    panel.lrSpin.setValue(0.5)
+    window.controls.stepButton.click()
+    qtbot.waitUntil(lambda: window.controller.step == 2 and window.controller.state == "paused")
+    assert window.controller.current[0] == pytest.approx(-1.5)
+
+
+def test_a_diverging_run_stops_with_a_message(qtbot, window):
+    panel = window.problemPanel
+    type_into(qtbot, panel.functionEdit, "x**2")
+    type_into(qtbot, panel.lossEdit, "y")
+    panel.flush()
+    panel.paramsTable.item(0, 1).setText("1")
+    panel.lrSpin.setValue(1.5)
+    panel.stepsSpin.setValue(100_000)
+    with qtbot.waitSignal(window.runFinished, timeout=60_000) as blocker:
+        window.controls.playButton.click()
+    assert blocker.args[0]["status"] == "diverged"
+    assert "diverged at step" in window.messageLabel.text() and window.messageLabel.isVisible()
+    assert math.isfinite(window.controller.current[0])
+    assert window.stateLabel.text() == "diverged"
+
+
+def test_keyboard_space_right_and_r(qtbot, window):
+    window.controls.playButton.setFocus()
+    qtbot.keyClick(window, Qt.Key.Key_Right)
+    qtbot.waitUntil(lambda: window.controller.step == 1 and window.controller.state == "paused")
+    qtbot.keyClick(window, Qt.Key.Key_R)
+    qtbot.waitUntil(lambda: window.controller.step == 0)
+    window.problemPanel.stepsSpin.setValue(10_000_000)
+    window.controls.playButton.setFocus()
+    qtbot.keyClick(window, Qt.Key.Key_Space)
+    wait_state(qtbot, window, "running")
+    qtbot.keyClick(window, Qt.Key.Key_Space)
+    wait_state(qtbot, window, "paused")
+
+
+def test_typing_r_in_a_field_is_not_a_shortcut(qtbot, window):
+    edit = window.problemPanel.functionEdit
+    edit.setFocus()
+    edit.end(False)
+    qtbot.keyClicks(edit, " + r")
+    assert edit.text() == "X + 1 + r"
+    assert window.controller.state == "idle"
+
+
+def test_slow_motion_steps_a_few_per_second(qtbot, window):
+    window.controls.speedSlider.setValue(3)  # 10 steps/s
+    window.problemPanel.stepsSpin.setValue(1000)
+    window.controls.playButton.click()
+    qtbot.wait(600)
+    window.controls.playButton.click()
+    wait_state(qtbot, window, "paused")
+    assert 2 <= window.controller.step <= 12
+
+
+def test_last_problem_and_geometry_are_remembered(qtbot, window):
+    from gdviz.qt import MainWindow
+
+    window.load_session(load_preset("beale"))
+    window.resize(820, 520)  # the offscreen screen is small; keep within it
+    size = window.size()
+    window.close()
+    again = MainWindow()
+    qtbot.addWidget(again)
+    try:
+        assert again.problemPanel.functionEdit.text() == load_preset("beale").function
+        # The offscreen screen is 800 px wide, so a restored width is clamped; the height
+        # (the default would be taller) shows the geometry came back.
+        assert size.height() == 520 and again.size().height() == 520
+    finally:
+        again.close()
