@@ -88,6 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_problem_options(grad, training=False)
     grad.add_argument("--json", action="store_true", help="print one JSON object")
 
+    graph = sub.add_parser("graph", help="the computation graph at the initial values")
+    _add_problem_options(graph)
+    graph.add_argument("--out", metavar="FILE", help="write the graph: .svg or .png (the window's "
+                       "drawing), .json (nodes and edges) or .dot (Graphviz)")
+    graph.add_argument("--scale", type=float, default=2.0, help="PNG scale factor (default 2)")
+
     sub.add_parser("presets", help="list the bundled examples")
 
     gui = sub.add_parser("gui", help="open the desktop app")
@@ -251,6 +257,45 @@ def cmd_grad(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_graph(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .core.atomic import atomic_write
+    from .core.graph import capture_graph, layout_graph, node_lines
+
+    session = session_from_args(args)
+    problem = session.build_problem()
+    values = {n: t.numpy() for n, t in problem.initial.items()}
+    if session.state:
+        values.update({n: np.asarray(v) for n, v in session.state["values"].items() if n in values})
+    graph = capture_graph(problem, values)
+    if not args.out:
+        layout_graph(graph)
+        for node in graph.nodes:
+            print(f"[{node.id}] {node.kind:8s} " + " | ".join(node_lines(node)))
+        for edge in graph.edges:
+            print(f"  {edge.source} -> {edge.target}")
+        return EXIT_OK
+    suffix = Path(args.out).suffix.lower()
+    if suffix in (".json", ".dot"):
+        layout_graph(graph)
+        with atomic_write(args.out, "w", encoding="utf-8") as fh:
+            fh.write(graph.to_json() if suffix == ".json" else graph.to_dot())
+    elif suffix in (".svg", ".png"):
+        if not 0 < args.scale <= 16:
+            raise GdvizError("--scale must be between 0 and 16")
+        from .qt.graph_view import draw_graph
+        from .qt.offscreen import ensure_app
+
+        ensure_app()
+        scene = draw_graph(graph)
+        scene.render_svg(args.out) if suffix == ".svg" else scene.render_png(args.out, args.scale)
+    else:
+        raise GdvizError(f"cannot tell the format from '{args.out}'; use .svg, .png, .json or .dot")
+    print(f"wrote {args.out} ({len(graph.nodes)} nodes, {len(graph.edges)} edges)")
+    return EXIT_OK
+
+
 def cmd_presets(_args: argparse.Namespace) -> int:
     from .core.presets import all_presets
 
@@ -273,7 +318,8 @@ def cmd_gui(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    handlers = {"run": cmd_run, "grad": cmd_grad, "presets": cmd_presets, "gui": cmd_gui,
+    handlers = {"run": cmd_run, "grad": cmd_grad, "graph": cmd_graph, "presets": cmd_presets,
+                "gui": cmd_gui,
                 None: cmd_gui}
     try:
         return handlers[args.command](args)

@@ -57,6 +57,7 @@ class ComputationGraph:
     nodes: list[GraphNode]
     edges: list[GraphEdge]
     positions: dict[int, tuple[float, float]] = field(default_factory=dict)
+    direction: str = "LR"
 
     def node(self, node_id: int) -> GraphNode:
         return self.nodes[node_id]
@@ -291,9 +292,11 @@ def estimate_size(node: GraphNode, char_w: float = 7.0, line_h: float = 15.0) ->
 
 def layout_graph(graph: ComputationGraph,
                  sizes: Mapping[int, tuple[float, float]] | None = None,
-                 gap: float = 30.0) -> dict[int, tuple[float, float]]:
-    """Layered (Sugiyama) positions of node centers: inputs on top, the loss at the bottom.
+                 gap: float = 30.0, direction: str = "LR") -> dict[int, tuple[float, float]]:
+    """Layered (Sugiyama) positions of node centers: inputs first, the loss last, in layers
+    from left to right (``LR``, suits a wide panel) or top to bottom (``TB``).
     Stores them in ``graph.positions`` and returns them."""
+    across = direction == "LR"
     from grandalf.graphs import Edge, Graph, Vertex
     from grandalf.layouts import SugiyamaLayout
 
@@ -306,7 +309,9 @@ def layout_graph(graph: ComputationGraph,
     vertices = {}
     for node in graph.nodes:
         v = Vertex(node.id)
-        v.view = _View(*(sizes.get(node.id) or estimate_size(node)))
+        w, h = sizes.get(node.id) or estimate_size(node)
+        # grandalf stacks layers vertically; for left-to-right, lay out the transpose.
+        v.view = _View(h, w) if across else _View(w, h)
         vertices[node.id] = v
     g = Graph(list(vertices.values()),
               [Edge(vertices[e.source], vertices[e.target]) for e in graph.edges
@@ -323,9 +328,11 @@ def layout_graph(graph: ComputationGraph,
         right = max(v.view.xy[0] + v.view.w / 2 for v in component.sV)
         left = min(xs)
         for v in component.sV:
-            positions[v.data] = (v.view.xy[0] - left + offset, v.view.xy[1])
+            x, y = v.view.xy[0] - left + offset, v.view.xy[1]
+            positions[v.data] = (y, x) if across else (x, y)
         offset += right - left + gap * 2
     graph.positions = positions
+    graph.direction = direction
     return positions
 
 

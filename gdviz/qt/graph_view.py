@@ -18,6 +18,7 @@ from PySide6.QtGui import (QBrush, QColor, QFont, QImage, QLinearGradient, QPain
                            QPainterPath, QPen, QPolygonF)
 from PySide6.QtSvg import QSvgGenerator
 from PySide6.QtWidgets import (QCheckBox, QGraphicsItem, QGraphicsPathItem, QGraphicsScene,
+                               QGraphicsTextItem,
                                QGraphicsView, QHBoxLayout, QLabel, QPushButton, QVBoxLayout,
                                QWidget)
 
@@ -36,7 +37,7 @@ def grad_color(t: float | None) -> QColor:
     if t is None:
         return QColor("#eeeeee")
     t = min(max(t, 0.0), 1.0)
-    stops = [(0.0, (255, 250, 225)), (0.5, (253, 174, 97)), (1.0, (215, 48, 39))]
+    stops = [(0.0, (255, 250, 225)), (0.5, (253, 190, 120)), (1.0, (244, 120, 90))]
     for (t0, c0), (t1, c1) in zip(stops, stops[1:]):
         if t <= t1:
             f = (t - t0) / (t1 - t0)
@@ -124,15 +125,20 @@ def _tooltip(node) -> str:
 class EdgeItem(QGraphicsPathItem):
     """An arrow from an input to the op that used it, with the gradient flowing back."""
 
-    def __init__(self, start: QPointF, end: QPointF):
+    def __init__(self, start: QPointF, end: QPointF, across: bool = True):
         super().__init__()
         self.setPen(QPen(QColor("#666666"), 1.3))
         self.setZValue(-1)
         path = QPainterPath(start)
-        mid_y = (start.y() + end.y()) / 2
-        path.cubicTo(QPointF(start.x(), mid_y), QPointF(end.x(), mid_y), end)
-        # The curve arrives vertically, so the head points straight down.
-        path.addPolygon(QPolygonF([end, end + QPointF(-5, -9), end + QPointF(5, -9), end]))
+        if across:  # leaves the right side, arrives at the left side, horizontally
+            mid = (start.x() + end.x()) / 2
+            path.cubicTo(QPointF(mid, start.y()), QPointF(mid, end.y()), end)
+            head = [end, end + QPointF(-9, -5), end + QPointF(-9, 5), end]
+        else:  # leaves the bottom, arrives at the top, vertically
+            mid = (start.y() + end.y()) / 2
+            path.cubicTo(QPointF(start.x(), mid), QPointF(end.x(), mid), end)
+            head = [end, end + QPointF(-5, -9), end + QPointF(5, -9), end]
+        path.addPolygon(QPolygonF(head))
         self.setPath(path)
         self.label_pos = path.pointAtPercent(0.5)
 
@@ -163,16 +169,21 @@ class GraphScene(QGraphicsScene):
             item.setPos(x, y)
             self.addItem(item)
             self.node_items[node.id] = item
+        across = graph.direction == "LR"
         for edge in graph.edges:
             a, b = self.node_items[edge.source], self.node_items[edge.target]
-            start = a.pos() + QPointF(0, a.h / 2)
-            end = b.pos() - QPointF(0, b.h / 2)
-            item = EdgeItem(start, end)
+            if across:
+                start, end = a.pos() + QPointF(a.w / 2, 0), b.pos() - QPointF(b.w / 2, 0)
+            else:
+                start, end = a.pos() + QPointF(0, a.h / 2), b.pos() - QPointF(0, b.h / 2)
+            item = EdgeItem(start, end, across)
             self.addItem(item)
-            text = self.addSimpleText("")
-            text.setFont(QFont("DejaVu Sans", 8))
-            text.setBrush(QBrush(QColor("#8e24aa")))
-            text.setPos(item.label_pos + QPointF(4, -6))
+            text = QGraphicsTextItem()
+            text.setFont(QFont("DejaVu Sans", 7))
+            text.setDefaultTextColor(QColor("#8e24aa"))
+            text.setPos(item.label_pos + (QPointF(-22, -20) if across else QPointF(4, -9)))
+            text.setZValue(1)
+            self.addItem(text)
             self.edge_labels.append(text)
         self.update_values(graph, (lo, hi))
         self.setSceneRect(self.itemsBoundingRect().adjusted(-20, -20, 20, 20))
@@ -191,7 +202,10 @@ class GraphScene(QGraphicsScene):
                 t = (math.log10(m) - lo) / (hi - lo) if m > 0 else 0.0
             item.update_node(node, t)
         for edge, label in zip(graph.edges, self.edge_labels):
-            label.setText(f"∂ {summarize(edge.grad, 3)}" if edge.grad is not None and self.show_edge_grads else "")
+            shown = f"∂ {summarize(edge.grad, 3)}" if edge.grad is not None and self.show_edge_grads else ""
+            if label.toPlainText() != shown:
+                label.setHtml(f'<span style="background-color: rgba(255,255,255,200)">{shown}</span>'
+                              if shown else "")
 
     def set_edge_grads_visible(self, on: bool) -> None:
         self.show_edge_grads = on

@@ -46,6 +46,7 @@ class LossPlotView(QWidget):
         item.setLabel("bottom", "step")
         item.setLabel("left", "loss")
         cache_axes(item)
+        item.hideButtons()
         item.disableAutoRange()  # ranges move with hysteresis instead (see plot_style)
         self.curve = item.plot([], [], pen=CURVE_PEN, name="loss")
         self.marker = Marker("#d62728", 9)
@@ -53,12 +54,14 @@ class LossPlotView(QWidget):
         layout.addWidget(self.plot, 1)
         self._steps = np.zeros(0)
         self._loss = np.zeros(0)
+        self.step_limit: int | None = None
 
     def clear(self) -> None:
         self.plot.getPlotItem().getViewBox().setRange(xRange=(0, 10), yRange=(0, 1), padding=0)
         self.refresh_arrays(np.zeros(0), np.zeros(0))
 
-    def refresh(self, history: History) -> None:
+    def refresh(self, history: History, step_limit: int | None = None) -> None:
+        self.step_limit = step_limit
         self.refresh_arrays(history.steps, history.loss)
 
     def refresh_arrays(self, steps: np.ndarray, loss: np.ndarray) -> None:
@@ -90,6 +93,8 @@ class LossPlotView(QWidget):
         if len(steps):
             # x grows in doublings, so the axis (and its cached picture) rarely changes.
             right = max(10.0, 2 ** math.ceil(math.log2(max(float(steps[-1]), 1.0) * 1.05)))
+            if self.step_limit and steps[-1] < self.step_limit < right:
+                right = float(self.step_limit)  # the run ends there: no need to show more
             if right != x1 or x0 != 0:
                 vb.setXRange(0, right, padding=0)
         lo, hi = finite_bounds(y)

@@ -235,7 +235,7 @@ class MainWindow(QMainWindow):
         c = self.controller
         if c.history is None:
             return
-        self.lossView.refresh(c.history)
+        self.lossView.refresh(c.history, c.session.steps)
         self.trajectoryView.refresh(c.history, c.current, c.last_loss, c.start_point)
         if self.graphArea.isVisible() and self.graphArea.height() > 40:
             self.graphArea.show_point(c.current)

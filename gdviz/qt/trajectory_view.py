@@ -104,6 +104,7 @@ class TrajectoryView(QWidget):
         self.item = self.plot.getPlotItem()
         self.item.showGrid(x=True, y=True, alpha=0.2)
         cache_axes(self.item)
+        self.item.hideButtons()  # our Fit button replaces pyqtgraph's auto-range "A"
         layout.addWidget(self.plot, 1)
         self.colormap = pg.colormap.get("viridis")
         self.image = pg.ImageItem()

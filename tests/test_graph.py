@@ -1,0 +1,163 @@
+"""The computation graph: structure, names and numbers against torch; drawing; export."""
+
+import json
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+import torch
+
+from gdviz.cli import main
+from gdviz.core.graph import CONSTANT, FROZEN, PARAM, capture_graph, layout_graph
+from gdviz.core.problem import ParamSpec, Problem
+
+
+def graph_of(function, loss="y", **params):
+    problem = Problem(function, loss, {k: ParamSpec(v) for k, v in params.items()})
+    return problem, capture_graph(problem, {n: t.numpy() for n, t in problem.initial.items()})
+
+
+def by_op(graph, op):
+    return [n for n in graph.nodes if n.op == op]
+
+
+def test_seed_autograd_graph():
+    _, g = graph_of("2*x**2 + 3", x="full((2,3), 4)")
+    x = next(n for n in g.nodes if n.kind == PARAM)
+    assert x.label == "x" and np.all(x.value == 4) and np.all(x.grad == 16)
+    (pow_,), (mul,), (add,) = by_op(g, "PowBackward0"), by_op(g, "MulBackward0"), by_op(g, "AddBackward0")
+    assert pow_.label == "x**2" and mul.label == "2*x**2"
+    assert add.role == "y" and np.all(add.value == 35)
+    assert sorted(n.label for n in g.nodes if n.kind == CONSTANT) == ["2", "2", "3"]
+    edges = {(e.source, e.target) for e in g.edges}
+    assert (x.id, pow_.id) in edges and (pow_.id, mul.id) in edges and (mul.id, add.id) in edges
+
+
+def test_seed_linear_chain_and_gradients_match_torch():
+    problem, g = graph_of("X + 1", "(3 - y)**2 / 2", X="rand(1)")
+    X = problem.initial["X"].clone().requires_grad_()
+    Y = X + 1
+    Y.retain_grad()
+    d = 3 - Y
+    d.retain_grad()
+    sq = d**2
+    sq.retain_grad()
+    loss = (sq / 2).sum()
+    loss.backward()
+    node_x = next(n for n in g.nodes if n.kind == PARAM)
+    y = next(n for n in g.nodes if n.role == "y")
+    diff = next(n for n in g.nodes if n.label == "3 - y")
+    square = next(n for n in g.nodes if n.label == "(3 - y)**2")
+    assert node_x.grad == pytest.approx(X.grad.numpy())
+    assert node_x.grad == pytest.approx(-(3 - Y.detach().numpy()))  # the seed's -(3 - Y)
+    assert y.grad == pytest.approx(Y.grad.numpy()) and y.value == pytest.approx(Y.detach().numpy())
+    assert diff.grad == pytest.approx(d.grad.numpy()) and square.grad == pytest.approx(sq.grad.numpy())
+    assert next(n for n in g.nodes if n.role == "loss").op == "SumBackward0"
+    # The gradient flowing along X -> y is X's gradient.
+    edge = next(e for e in g.edges if e.source == node_x.id)
+    assert edge.grad == pytest.approx(X.grad.numpy())
+
+
+def test_frozen_parameter_is_a_constant_node():
+    _, g = graph_of("w*t", w="1", t="3")
+    problem = Problem("w*t", "y", {"w": ParamSpec("1"), "t": ParamSpec("3", frozen=True)})
+    g = capture_graph(problem, {"w": np.array(1.0), "t": np.array(3.0)})
+    t = next(n for n in g.nodes if n.label == "t")
+    assert t.kind == FROZEN and t.grad is None and float(t.value) == 3
+    assert next(n for n in g.nodes if n.kind == PARAM).grad == pytest.approx(3.0)
+
+
+def test_long_sum_graph_is_walked_and_laid_out():
+    text = " + ".join(f"sin({i}*x)" for i in range(1, 301))
+    problem = Problem(text, "y", {"x": ParamSpec("0.5")})
+    g = capture_graph(problem, {"x": np.array(0.5)})
+    assert len(g.nodes) > 600
+    x = next(n for n in g.nodes if n.kind == PARAM)
+    assert float(x.grad) == pytest.approx(sum(i * np.cos(i * 0.5) for i in range(1, 301)), rel=1e-3)
+    positions = layout_graph(g)
+    assert len(positions) == len(g.nodes)
+
+
+def test_structure_is_stable_across_steps():
+    problem = Problem("(1 - a)**2 + 100*(b - a**2)**2", "y", {"a": ParamSpec("0"), "b": ParamSpec("0")})
+    g1 = capture_graph(problem, {"a": np.array(0.0), "b": np.array(0.0)})
+    g2 = capture_graph(problem, {"a": np.array(0.5), "b": np.array(1.0)})
+    assert g1.structure_key() == g2.structure_key()
+    assert [n.value for n in g1.nodes if n.kind == PARAM] != [n.value for n in g2.nodes if n.kind == PARAM]
+
+
+def test_layout_puts_inputs_before_the_loss():
+    _, g = graph_of("2*x**2 + 3", x="full((2,3), 4)")
+    x = next(n for n in g.nodes if n.kind == PARAM)
+    loss = next(n for n in g.nodes if n.role == "loss")
+    pos = layout_graph(g)  # left to right
+    assert pos[x.id][0] < pos[loss.id][0]
+    pos = layout_graph(g, direction="TB")
+    assert pos[x.id][1] < pos[loss.id][1]
+
+
+def test_cli_graph_json_and_dot(capsys, tmp_path):
+    out = tmp_path / "g.json"
+    assert main(["graph", "-f", "2*x**2 + 3", "-p", "x=full((2,3), 4)", "--out", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert {"id", "kind", "label", "op", "value", "grad"} <= set(data["nodes"][0])
+    assert {"source", "target"} <= set(data["edges"][0])
+    x = next(n for n in data["nodes"] if n["kind"] == "param")
+    assert x["grad"] == [[16.0] * 3] * 2
+    dot = tmp_path / "g.dot"
+    assert main(["graph", "--preset", "seed-linear", "--out", str(dot)]) == 0
+    text = dot.read_text()
+    assert text.startswith("digraph gdviz {") and text.rstrip().endswith("}") and "AccumulateGrad" in text
+
+
+def test_cli_graph_svg_parses_and_png_has_content(capsys, tmp_path, qapp):
+    svg = tmp_path / "g.svg"
+    png = tmp_path / "g.png"
+    assert main(["graph", "--preset", "seed-autograd", "--out", str(svg)]) == 0
+    root = ET.parse(svg).getroot()
+    assert root.tag.endswith("svg")
+    assert "AccumulateGrad" in svg.read_text()
+    assert main(["graph", "--preset", "seed-autograd", "--out", str(png), "--scale", "1.5"]) == 0
+    from PySide6.QtGui import QImage
+    image = QImage(str(png))
+    assert image.width() > 300 and image.height() > 300
+    colors = {image.pixelColor(x, y).name() for x in range(0, image.width(), 7) for y in range(0, image.height(), 7)}
+    assert len(colors) > 5  # not a blank page
+
+
+def test_cli_graph_unwritable_path(capsys, tmp_path):
+    code = main(["graph", "--preset", "bowl", "--out", str(tmp_path / "missing" / "g.png")])
+    assert code == 2 and "cannot write" in capsys.readouterr().err
+    assert not (tmp_path / "missing").exists()
+
+
+def test_graph_panel_updates_live_without_relayout(qtbot, window):
+    panel = window.graphArea
+    window.redraw()
+    panel.refresh_now()
+    qtbot.waitUntil(lambda: panel.graph is not None and bool(panel.scene.node_items), timeout=10_000)
+    items_before = dict(panel.scene.node_items)
+    x_before = next(n for n in panel.graph.nodes if n.kind == PARAM).value.copy()
+    window.controls.stepCountSpin.setValue(100)
+    window.controls.stepButton.click()
+    qtbot.waitUntil(lambda: window.controller.step == 100 and window.controller.state == "paused")
+    window.redraw()
+    panel.refresh_now()
+    x_after = next(n for n in panel.graph.nodes if n.kind == PARAM).value
+    assert not np.allclose(x_before, x_after)
+    assert panel.scene.node_items == items_before  # same items: values updated in place
+    tip = panel.scene.node_items[next(n.id for n in panel.graph.nodes if n.kind == PARAM)].toolTip()
+    assert "value" in tip and "d loss" in tip
+
+
+def test_graph_panel_exports(qtbot, window, tmp_path):
+    panel = window.graphArea
+    window.redraw()
+    panel.refresh_now()
+    qtbot.waitUntil(lambda: panel.graph is not None and bool(panel.scene.node_items), timeout=10_000)
+    panel.scene.render_svg(tmp_path / "view.svg")
+    panel.scene.render_png(tmp_path / "view.png", scale=2.0)
+    assert ET.parse(tmp_path / "view.svg").getroot().tag.endswith("svg")
+    from PySide6.QtGui import QImage
+    img = QImage(str(tmp_path / "view.png"))
+    assert img.width() >= 2 * int(panel.scene.sceneRect().width()) - 2
