@@ -62,6 +62,14 @@ def windowed(window, steps: int) -> tuple[float, np.ndarray, dict]:
 
     probe.timeout.connect(on_probe)
     window.runFinished.connect(on_finished)
+    redraws = [0]
+    real_redraw = window.redraw
+
+    def counting_redraw() -> None:
+        redraws[0] += 1
+        real_redraw()
+
+    window.redraw = counting_redraw
     QTimer.singleShot(200, loop.quit)  # let the reset settle
     loop.exec()
     clock.start()
@@ -72,7 +80,10 @@ def windowed(window, steps: int) -> tuple[float, np.ndarray, dict]:
     loop.exec()
     probe.stop()
     window.runFinished.disconnect(on_finished)
-    return result.get("t", time.perf_counter()) - start, np.array(lateness), result
+    window.redraw = real_redraw
+    seconds = result.get("t", time.perf_counter()) - start
+    result["redraws_per_s"] = redraws[0] / seconds
+    return seconds, np.array(lateness), result
 
 
 def main() -> None:
@@ -98,7 +109,7 @@ def main() -> None:
         p99s.append(float(np.percentile(late, 99)) if len(late) else float("nan"))
         print(f"round {r + 1}: headless {h:6.2f} s   window {w:6.2f} s   ratio {w / h:5.2f}   "
               f"GUI lateness p50 {np.percentile(late, 50):5.1f} ms  p99 {p99s[-1]:5.1f} ms  "
-              f"max {late.max():5.1f} ms   X = {x:.4f}")
+              f"max {late.max():5.1f} ms   {summary['redraws_per_s']:4.1f} redraws/s   X = {x:.4f}")
     print(f"median ratio window/headless: {statistics.median(ratios):.2f} (goal <= 1.25)")
     print(f"median GUI lateness p99: {statistics.median(p99s):.1f} ms (goal < 30 ms)")
     window.close()

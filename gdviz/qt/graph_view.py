@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ from PySide6.QtWidgets import (QCheckBox, QGraphicsItem, QGraphicsPathItem, QGra
                                QWidget)
 
 from ..core.errors import GdvizError
+from .plot_style import GUI_CLOCK
 from ..core.graph import (CONSTANT, FROZEN, PARAM, ComputationGraph, capture_graph,
                           layout_graph, node_lines, summarize)
 
@@ -287,6 +289,11 @@ class GraphView(QGraphicsView):
         if 0.05 < scale * factor < 20:
             self.scale(factor, factor)
 
+    def paintEvent(self, event) -> None:  # noqa: N802
+        start = time.perf_counter()
+        super().paintEvent(event)
+        GUI_CLOCK.add(time.perf_counter() - start)
+
     def fit_all(self) -> None:
         rect = self.scene().itemsBoundingRect()
         if rect.isValid():
@@ -404,11 +411,14 @@ class GraphPanel(QWidget):
     def _on_throttle_timeout(self) -> None:
         if self.problem is None or self._pending_point is None:
             return
+        start = time.perf_counter()
         try:
             graph = capture_graph(self.problem, self.layout_.unflatten(self._pending_point))
         except (RuntimeError, ValueError) as exc:
             self.status.setText(f"cannot capture the graph: {exc}")
             return
+        finally:
+            GUI_CLOCK.add(time.perf_counter() - start)
         key = graph.structure_key()
         if key == self._structure:
             if self.graph is None:  # its layout is still running: show these values after
@@ -434,7 +444,6 @@ class GraphPanel(QWidget):
         signals = self._signals
 
         def work() -> None:
-            import time
             start = time.perf_counter()
             layout_graph(graph, sizes)
             graph.layout_seconds = time.perf_counter() - start

@@ -10,9 +10,11 @@ from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from ..core.history import History
-from .plot_style import Marker, cache_axes, finite_bounds, sticky_range
+from .plot_style import Marker, TimedPlotWidget, cache_axes, finite_bounds, sticky_range
 
-CURVE_PEN = pg.mkPen("#1f77b4", width=2)
+# One pixel: Qt's raster engine paints a 2 px curve at about half the speed, and every
+# millisecond of painting is taken from the training thread (they share the GIL).
+CURVE_PEN = pg.mkPen("#1f77b4", width=1)
 
 
 class LossPlotView(QWidget):
@@ -37,7 +39,7 @@ class LossPlotView(QWidget):
         header.addWidget(self.note, 1)
         layout.addLayout(header)
 
-        self.plot = pg.PlotWidget(background="w")
+        self.plot = TimedPlotWidget(background="w")
         item = self.plot.getPlotItem()
         # On the plot, not the curve: addItem() overwrites a curve's own settings (DESIGN.md).
         item.setDownsampling(auto=True, mode="peak")

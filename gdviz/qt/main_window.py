@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 
 from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence, QShortcut
@@ -17,10 +18,15 @@ from ..core.session import Session
 from .controller import RUNNING, TrainingController
 from .controls import ControlsBar
 from .loss_plot import LossPlotView
+from .plot_style import GUI_CLOCK
 from .problem_panel import ProblemPanel
 from .trajectory_view import TrajectoryView
 
-REDRAW_MS = 33  # about 30 redraws a second, however fast the loop runs
+REDRAW_MS = 33  # about 30 redraws a second at most, however fast the loop runs
+# The GUI thread shares the GIL with training: a frame (redraw and paint) may take at most
+# this share of the time, so expensive frames come less often (down to MAX_REDRAW_MS).
+GUI_SHARE = 0.15
+MAX_REDRAW_MS = 150
 STATE_COLORS = {"idle": "#555", "running": "#1565c0", "paused": "#6d4c41", "finished": "#2e7d32",
                 "converged": "#2e7d32", "diverged": "#c62828"}
 
@@ -41,7 +47,8 @@ class MainWindow(QMainWindow):
         self.settings = app_settings()
         self._problem_ok = True
         self._dirty = False
-        self._last_status = 0.0
+        self._frame_cost: float | None = None
+        self._frame_ema: float | None = None  # typical seconds of GUI work per frame
 
         self.controller = TrainingController(parent=self)
         try:
@@ -225,10 +232,21 @@ class MainWindow(QMainWindow):
     # --- drawing ------------------------------------------------------------------------
 
     def _on_redraw_timer(self) -> None:
+        painted = GUI_CLOCK.take()  # the paint that followed the previous frame
+        if self._frame_cost is not None:
+            cost = self._frame_cost + painted
+            if self._frame_ema is not None:
+                cost = min(cost, 3 * self._frame_ema)  # one slow frame (a relayout) is no trend
+            self._frame_ema = cost if self._frame_ema is None else 0.8 * self._frame_ema + 0.2 * cost
+            interval = min(MAX_REDRAW_MS, max(REDRAW_MS, 1000 * self._frame_ema / GUI_SHARE))
+            self._redraw.setInterval(int(interval))
+            self._frame_cost = None
         if not self._dirty:
             return
         self._dirty = False
+        start = time.perf_counter()
         self.redraw()
+        self._frame_cost = time.perf_counter() - start
 
     def redraw(self) -> None:
         """Bring every view up to date with the controller (called at most ~30 times a second)."""

@@ -9,6 +9,7 @@ managed with hysteresis: they change only when the data leaves them or shrinks w
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 import pyqtgraph as pg
@@ -79,3 +80,30 @@ class Marker(QGraphicsEllipseItem):
         else:
             self.setPos(*point)
             self.show()
+
+
+class GuiClock:
+    """Seconds the GUI thread spent painting plots and capturing the graph since the last
+    :meth:`take`. The main window reads it after each frame to pace its redraws."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    def add(self, seconds: float) -> None:
+        self.seconds += seconds
+
+    def take(self) -> float:
+        seconds, self.seconds = self.seconds, 0.0
+        return seconds
+
+
+GUI_CLOCK = GuiClock()
+
+
+class TimedPlotWidget(pg.PlotWidget):
+    """A PlotWidget that adds the time its painting takes to :data:`GUI_CLOCK`."""
+
+    def paintEvent(self, event) -> None:  # noqa: N802
+        start = time.perf_counter()
+        super().paintEvent(event)
+        GUI_CLOCK.add(time.perf_counter() - start)

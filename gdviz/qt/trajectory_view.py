@@ -19,7 +19,7 @@ from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QPushButton, QVBox
 
 from ..core.history import ColumnLayout, History
 from ..core.problem import Problem
-from .plot_style import Marker, cache_axes, finite_bounds, sticky_range
+from .plot_style import Marker, TimedPlotWidget, cache_axes, finite_bounds, sticky_range
 
 GRID_2D = 120
 GRID_1D = 400
@@ -100,7 +100,7 @@ class TrajectoryView(QWidget):
         header.addWidget(self.fitButton)
         layout.addLayout(header)
 
-        self.plot = pg.PlotWidget(background="w")
+        self.plot = TimedPlotWidget(background="w")
         self.item = self.plot.getPlotItem()
         self.item.showGrid(x=True, y=True, alpha=0.2)
         cache_axes(self.item)
@@ -110,9 +110,11 @@ class TrajectoryView(QWidget):
         self.image = pg.ImageItem()
         self.image.setColorMap(self.colormap)
         self.image.setZValue(-10)
+        # Cached as a pixmap: the path moves every frame, the landscape only on a new range.
+        self.image.setCacheMode(self.image.CacheMode.DeviceCoordinateCache)
         self.colorbar: pg.ColorBarItem | None = None
-        self.landscape_curve = pg.PlotDataItem(pen=pg.mkPen("#555", width=2))
-        self.path = pg.PlotDataItem(pen=pg.mkPen("#ff5252", width=2), symbol="o", symbolSize=4,
+        self.landscape_curve = pg.PlotDataItem(pen=pg.mkPen("#555", width=1))
+        self.path = pg.PlotDataItem(pen=pg.mkPen("#ff1744", width=1), symbol="o", symbolSize=4,
                                     symbolBrush="#ff5252", symbolPen=None)
         self.start_marker = Marker("#00c853", 14, outline="black")
         self.current_marker = Marker("#ff1744", 13)
@@ -190,7 +192,7 @@ class TrajectoryView(QWidget):
             cols = layout.param_columns
             shown = [i for _, i in self.axes][:MAX_LINES]
             for k, i in enumerate(shown):
-                pen = pg.mkPen(pg.intColor(k, hues=max(len(shown), 3)), width=2)
+                pen = pg.mkPen(pg.intColor(k, hues=max(len(shown), 3)), width=1)
                 self.lines.append(self.item.plot([], [], pen=pen, name=cols[i]))
             more = len(self.axes) - len(shown)
             self.hint.setText(f"{len(self.axes)} elements" + (f"; the first {MAX_LINES} shown"
