@@ -83,6 +83,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_problem_options(run)
     run.add_argument("--json", action="store_true", help="print one JSON object")
     run.add_argument("--out", metavar="FILE", help="write the history (.csv or .json)")
+    fig = run.add_argument_group("figures (drawn as in the window)")
+    fig.add_argument("--plot", action="append", default=[], metavar="KIND=FILE",
+                     help="loss, trajectory or graph; .png or .svg (.csv: the data behind a "
+                     "plot; .json or .dot: the graph). Repeatable")
+    fig.add_argument("--animation", metavar="FILE", help="the run growing step by step, .gif or .mp4")
+    fig.add_argument("--frames", type=int, default=60, help="animation frames (default 60)")
+    fig.add_argument("--fps", type=float, default=15.0, help="animation frames per second (default 15)")
+    fig.add_argument("--scale", type=float, default=2.0, help="PNG scale factor (default 2)")
 
     grad = sub.add_parser("grad", help="one forward and backward pass at the initial values")
     _add_problem_options(grad, training=False)
@@ -195,8 +203,57 @@ def _use_one_thread_for_small(trainer: Trainer) -> None:
 
 # --- commands ---------------------------------------------------------------------------
 
+def _figure_requests(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """Check --plot/--animation before training, so a typo fails fast."""
+    from pathlib import Path
+
+    allowed = {"loss": (".png", ".svg", ".csv"), "trajectory": (".png", ".svg", ".csv"),
+               "graph": (".png", ".svg", ".json", ".dot")}
+    plots = []
+    for item in args.plot:
+        kind, sep, path = item.partition("=")
+        if not sep or not path:
+            raise GdvizError(f"--plot expects KIND=FILE such as loss=loss.png, got '{item}'")
+        if kind not in allowed:
+            raise GdvizError(f"--plot: unknown plot '{kind}'; use loss, trajectory or graph")
+        if Path(path).suffix.lower() not in allowed[kind]:
+            raise GdvizError(f"--plot {kind}: '{path}' must end in {', '.join(allowed[kind])}")
+        plots.append((kind, path))
+    if args.animation and Path(args.animation).suffix.lower() not in (".gif", ".mp4"):
+        raise GdvizError(f"--animation: '{args.animation}' must end in .gif or .mp4")
+    if not 1 <= args.frames <= 10_000 or not 0 < args.fps <= 120 or not 0 < args.scale <= 16:
+        raise GdvizError("--frames must be 1 to 10000, --fps 0 to 120, --scale 0 to 16")
+    for path in [p for _, p in plots] + ([args.animation] if args.animation else []) + \
+            ([args.out] if args.out else []):
+        folder = Path(path).resolve().parent
+        if not folder.is_dir():
+            raise GdvizError(f"cannot write {path}: the folder {folder} does not exist")
+    return plots
+
+
+def _write_figures(args, plots, session, trainer: Trainer, history: History) -> None:
+    if not plots and not args.animation:
+        return
+    from .qt.figures import OffscreenFigures, animation
+    from .qt.offscreen import ensure_app
+
+    ensure_app()
+    start = history.params[0] if len(history) else trainer.problem.initial_flat()
+    figures = OffscreenFigures(trainer.problem, trainer.layout, history, start,
+                               trainer.flat_params(), trainer.current_loss(), session.landscape,
+                               session.steps)
+    try:
+        for kind, path in plots:
+            figures.save(kind, path, args.scale)
+        if args.animation:
+            animation(figures, args.animation, args.frames, args.fps)
+    finally:
+        figures.close()
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     session = session_from_args(args)
+    plots = _figure_requests(args)
     trainer = make_trainer(session)
     _use_one_thread_for_small(trainer)
     history = History(trainer.layout)
@@ -212,6 +269,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     summary = trainer.summary()
     if args.out:
         history.save(args.out)
+    _write_figures(args, plots, session, trainer, history)
     if args.save_session:
         session.state = {"step": trainer.step, "values": summary["params"]}
         session.history = None

@@ -15,6 +15,7 @@ def window(qtbot):
 
     app_settings().clear()
     win = MainWindow()
+    win.ask_unsaved = lambda: "discard"  # no blocking dialog in tests
     qtbot.addWidget(win)
     win.show()
     yield win

@@ -238,6 +238,7 @@ def test_last_problem_and_geometry_are_remembered(qtbot, window):
     size = window.size()
     window.close()
     again = MainWindow()
+    again.ask_unsaved = lambda: "discard"
     qtbot.addWidget(again)
     try:
         assert again.problemPanel.functionEdit.text() == load_preset("beale").function

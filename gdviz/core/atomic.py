@@ -29,6 +29,7 @@ def atomic_write(path: str | Path, mode: str = "w", **open_kwargs) -> Iterator[I
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
+        _make_readable(tmp)
         os.replace(tmp, path)
     except BaseException as exc:
         with contextlib.suppress(OSError):
@@ -41,3 +42,33 @@ def atomic_write(path: str | Path, mode: str = "w", **open_kwargs) -> Iterator[I
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     with atomic_write(path, "wb") as fh:
         fh.write(data)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A temporary path beside ``path`` (same suffix) for writers that want a file name;
+    renamed over ``path`` when the block succeeds, removed when it fails."""
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=folder)
+        os.close(fd)
+    except OSError as exc:
+        raise GdvizError(f"cannot write {path}: {exc.strerror or exc}") from None
+    try:
+        yield Path(tmp)
+        _make_readable(tmp)
+        os.replace(tmp, path)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise GdvizError(f"cannot write {path}: {exc.strerror or exc}") from None
+        raise
+
+
+def _make_readable(tmp: str) -> None:
+    # mkstemp creates files only their owner can read; give them the usual permissions.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)

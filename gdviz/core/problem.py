@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping
 
+import numpy as np
 import torch
 
 from .errors import GdvizError
@@ -64,6 +65,10 @@ class Problem:
     @property
     def shapes(self) -> dict[str, tuple[int, ...]]:
         return {n: tuple(v.shape) for n, v in self.initial.items()}
+
+    def initial_flat(self) -> np.ndarray:
+        """The initial values of every parameter, flattened in order (a history row)."""
+        return np.concatenate([self.initial[n].reshape(-1).double().numpy() for n in self.names])
 
     def forward(self, values: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """The function's value y and the scalar loss at ``values``."""

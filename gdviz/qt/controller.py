@@ -91,8 +91,7 @@ class TrainingController(QObject):
         self.generation += 1
         self.step = trainer.step
         self.current = trainer.flat_params()
-        self.start_point = np.concatenate(
-            [problem.initial[n].reshape(-1).double().numpy() for n in problem.names])
+        self.start_point = problem.initial_flat()
         self.last_loss = trainer.current_loss()
         self.last_summary = None
         self._set_state(PAUSED if trainer.step else IDLE)

@@ -57,6 +57,7 @@ class LossPlotView(QWidget):
         self._steps = np.zeros(0)
         self._loss = np.zeros(0)
         self.step_limit: int | None = None
+        self.auto_range = True  # off while an animation replays the run on fixed axes
 
     def clear(self) -> None:
         self.plot.getPlotItem().getViewBox().setRange(xRange=(0, 10), yRange=(0, 1), padding=0)
@@ -89,6 +90,8 @@ class LossPlotView(QWidget):
         self._fit_ranges(steps, y)
 
     def _fit_ranges(self, steps: np.ndarray, y: np.ndarray) -> None:
+        if not self.auto_range:
+            return
         vb = self.plot.getPlotItem().getViewBox()
         (x0, x1), (y0, y1) = vb.viewRange()
         log = self.logCheck.isChecked()

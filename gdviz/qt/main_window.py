@@ -7,14 +7,17 @@ import math
 import os
 import time
 
+from pathlib import Path
+
 from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QKeySequence, QShortcut
-from PySide6.QtWidgets import (QLabel, QMainWindow, QScrollArea, QSplitter, QVBoxLayout,
-                               QWidget)
+from PySide6.QtGui import QAction, QActionGroup, QKeySequence, QShortcut
+from PySide6.QtWidgets import (QApplication, QFileDialog, QLabel, QMainWindow, QMenu,
+                               QMessageBox, QProgressDialog, QScrollArea, QSplitter,
+                               QVBoxLayout, QWidget)
 
 from ..core.errors import GdvizError
-from ..core.presets import load_preset
-from ..core.session import Session
+from ..core.presets import all_presets, load_preset
+from ..core.session import SUFFIX, Session
 from .controller import RUNNING, TrainingController
 from .controls import ControlsBar
 from .loss_plot import LossPlotView
@@ -27,6 +30,8 @@ REDRAW_MS = 33  # about 30 redraws a second at most, however fast the loop runs
 # this share of the time, so expensive frames come less often (down to MAX_REDRAW_MS).
 GUI_SHARE = 0.15
 MAX_REDRAW_MS = 150
+MAX_RECENT = 8
+SESSION_FILTER = "gdviz sessions (*.gdviz.json *.json);;All files (*)"
 STATE_COLORS = {"idle": "#555", "running": "#1565c0", "paused": "#6d4c41", "finished": "#2e7d32",
                 "converged": "#2e7d32", "diverged": "#c62828"}
 
@@ -45,6 +50,9 @@ class MainWindow(QMainWindow):
         super().__init__(parent)
         self.setWindowTitle("gdviz")
         self.settings = app_settings()
+        self.session_path: Path | None = None
+        self.png_scale = 2.0
+        self._saved_fingerprint = ""
         self._problem_ok = True
         self._dirty = False
         self._frame_cost: float | None = None
@@ -101,7 +109,9 @@ class MainWindow(QMainWindow):
         self._redraw.start()
 
         self.resize(1400, 860)
+        self.setAcceptDrops(True)
         self._restore_settings(session)
+        self._mark_saved()
 
     # --- building -----------------------------------------------------------------------
 
@@ -121,12 +131,52 @@ class MainWindow(QMainWindow):
             bar.addPermanentWidget(label)
 
     def _make_menus(self) -> None:
-        self.fileMenu = self.menuBar().addMenu("&File")
-        self.quitAction = QAction("&Quit", self, shortcut=QKeySequence("Ctrl+Q"))
-        self.quitAction.setToolTip("Close gdviz (Ctrl+Q)")
-        self.quitAction.triggered.connect(self.close)
-        self.fileMenu.addAction(self.quitAction)
-        run = self.menuBar().addMenu("&Run")
+        bar = self.menuBar()
+        self.fileMenu = bar.addMenu("&File")
+        self._action(self.fileMenu, "&Open…", self._on_open_triggered, "Ctrl+O",
+                     "Open a session file (.gdviz.json)")
+        self.recentMenu = self.fileMenu.addMenu("Open &Recent")
+        self.examplesMenu = self.fileMenu.addMenu("&Examples")
+        for name, preset in all_presets():
+            action = self._action(self.examplesMenu, f"{preset.name}", lambda _c=False, n=name:
+                                  self.open_example(n), tip=preset.description)
+            action.setStatusTip(preset.description)
+        self.examplesMenu.setToolTipsVisible(True)
+        self.fileMenu.addSeparator()
+        self._action(self.fileMenu, "&Save", self._on_save_triggered, "Ctrl+S",
+                     "Save the session: problem, settings, where the run is and its history")
+        self._action(self.fileMenu, "Save &As…", self._on_save_as_triggered, "Ctrl+Shift+S",
+                     "Save the session under a new name")
+        self.saveHistoryAction = self._action(self.fileMenu, "Include history in sessions", None,
+                                              tip="Store every recorded step in the file")
+        self.saveHistoryAction.setCheckable(True)
+        self.saveHistoryAction.setChecked(True)
+        self.fileMenu.addSeparator()
+        self.exportMenu = self.fileMenu.addMenu("&Export")
+        for title, kind, formats in (("Loss plot", "loss", ("png", "svg", "csv")),
+                                     ("Trajectory plot", "trajectory", ("png", "svg", "csv")),
+                                     ("Computation graph", "graph", ("png", "svg", "json"))):
+            sub = self.exportMenu.addMenu(title)
+            for fmt in formats:
+                label = {"csv": "Data (CSV)…", "json": "Graph data (JSON)…"}.get(fmt, f"{fmt.upper()}…")
+                self._action(sub, label, lambda _c=False, k=kind, f=fmt: self._ask_export(k, f))
+        self._action(self.exportMenu, "Whole window (PNG)…", lambda: self._ask_export("window", "png"))
+        history = self.exportMenu.addMenu("History")
+        for fmt in ("csv", "json"):
+            self._action(history, f"{fmt.upper()}…", lambda _c=False, f=fmt: self._ask_export("history", f))
+        animation = self.exportMenu.addMenu("Animation")
+        for fmt in ("gif", "mp4"):
+            self._action(animation, f"{fmt.upper()}…", lambda _c=False, f=fmt: self._ask_export("animation", f))
+        scale_menu = self.exportMenu.addMenu("PNG scale")
+        group = QActionGroup(self)
+        for factor in (1, 2, 3, 4):
+            action = self._action(scale_menu, f"{factor}x", lambda _c=False, f=factor: setattr(self, "png_scale", float(f)))
+            action.setCheckable(True)
+            action.setChecked(factor == 2)
+            group.addAction(action)
+        self.fileMenu.addSeparator()
+        self.quitAction = self._action(self.fileMenu, "&Quit", self.close, "Ctrl+Q", "Close gdviz (Ctrl+Q)")
+        run = bar.addMenu("&Run")
         for text, keys, slot in (("Play / Pause", "Space", self._on_controls_play_toggled),
                                  ("Step", "Right", lambda: self._on_controls_step_requested(
                                      self.controls.stepCountSpin.value())),
@@ -134,6 +184,39 @@ class MainWindow(QMainWindow):
             action = QAction(f"{text}\t{keys}", self)
             action.triggered.connect(slot)
             run.addAction(action)
+        self._add_plot_context_menus()
+        self._refresh_recent_menu()
+
+    def _action(self, menu: QMenu, text: str, slot, keys: str | None = None,
+                tip: str | None = None) -> QAction:
+        action = QAction(text, self)
+        if keys:
+            action.setShortcut(QKeySequence(keys))
+        if tip:
+            action.setToolTip(tip)
+            action.setStatusTip(tip)
+        if slot is not None:
+            action.triggered.connect(slot)
+        menu.addAction(action)
+        return action
+
+    def _add_plot_context_menus(self) -> None:
+        """Right-click on a plot or the graph: export it."""
+        for view, kind in ((self.lossView, "loss"), (self.trajectoryView, "trajectory")):
+            menu = view.plot.getPlotItem().getViewBox().menu
+            menu.addSeparator()
+            for fmt, label in (("png", "Export PNG…"), ("svg", "Export SVG…"), ("csv", "Export data (CSV)…")):
+                menu.addAction(label, lambda k=kind, f=fmt: self._ask_export(k, f))
+        self.graphArea.exportRequested.connect(lambda fmt: self._ask_export("graph", fmt))
+        self.graphArea.view.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.graphArea.view.customContextMenuRequested.connect(self._on_graph_context_menu)
+
+    def _on_graph_context_menu(self, pos) -> None:
+        menu = QMenu(self)
+        menu.addAction("Fit", self.graphArea.view.fit_all)
+        for fmt, label in (("png", "Export PNG…"), ("svg", "Export SVG…"), ("json", "Export graph data (JSON)…")):
+            menu.addAction(label, lambda f=fmt: self._ask_export("graph", f))
+        menu.popup(self.graphArea.view.mapToGlobal(pos))
 
     def _make_shortcuts(self) -> None:
         # Window-wide keys; a text field that wants the key (typing "r", moving the cursor)
@@ -290,7 +373,254 @@ class MainWindow(QMainWindow):
             return False
         return True
 
+    # --- sessions -----------------------------------------------------------------------
+
+    def _fingerprint(self) -> str:
+        snap = self.controller.snapshot(include_history=False)
+        return json.dumps(snap.to_dict(include_history=False), sort_keys=True, default=str)
+
+    def _mark_saved(self) -> None:
+        self._saved_fingerprint = self._fingerprint()
+        self._update_title()
+
+    def has_unsaved_changes(self) -> bool:
+        return self._fingerprint() != self._saved_fingerprint
+
+    def _update_title(self) -> None:
+        name = self.session_path.name if self.session_path else "untitled"
+        self.setWindowTitle(f"{name} — gdviz")
+
+    def ask_unsaved(self) -> str:
+        """'save', 'discard' or 'cancel'. A dialog; tests replace this method."""
+        answer = QMessageBox.question(
+            self, "Unsaved changes", "The session has changes that are not saved. Save them?",
+            QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Discard
+            | QMessageBox.StandardButton.Cancel, QMessageBox.StandardButton.Save)
+        return {QMessageBox.StandardButton.Save: "save",
+                QMessageBox.StandardButton.Discard: "discard"}.get(answer, "cancel")
+
+    def ask_path(self, title: str, suggested: str, filters: str, save: bool) -> str | None:
+        """A file dialog; tests replace this method."""
+        if save:
+            path, _ = QFileDialog.getSaveFileName(self, title, suggested, filters)
+        else:
+            path, _ = QFileDialog.getOpenFileName(self, title, suggested, filters)
+        return path or None
+
+    def report_error(self, title: str, text: str) -> None:
+        """Say what went wrong: a banner in the window and a message box that does not block."""
+        self.show_message(f"{title}: {text}")
+        self.messageLabel.setStyleSheet("color: #c62828; padding: 2px 6px;")
+        box = QMessageBox(QMessageBox.Icon.Warning, title, text, QMessageBox.StandardButton.Ok, self)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.open()
+        self.lastError = text
+
+    def _confirm_discard(self) -> bool:
+        """True when it is fine to replace the session (saved, discarded or unchanged)."""
+        if not self.has_unsaved_changes():
+            return True
+        answer = self.ask_unsaved()
+        if answer == "save":
+            return self._on_save_triggered()
+        return answer == "discard"
+
+    def open_session(self, path: str | Path) -> bool:
+        """Open a session file; on any error the window keeps what it had."""
+        path = Path(path)
+        try:
+            session = Session.load(path)
+            self.controller.load_session(session)
+        except GdvizError as exc:
+            self.report_error(f"Cannot open {path.name}", str(exc))
+            return False
+        self.session_path = path
+        self._add_recent(path)
+        self._mark_saved()
+        self.show_message(f"Opened {path.name}" + (f" at step {self.controller.step}"
+                                                   if self.controller.step else ""))
+        return True
+
+    def save_session_to(self, path: str | Path) -> bool:
+        path = Path(path)
+        snapshot = self.controller.snapshot(include_history=self.saveHistoryAction.isChecked())
+        try:
+            snapshot.save(path)
+        except GdvizError as exc:
+            self.report_error("Cannot save", str(exc))
+            return False
+        self.session_path = path
+        self._add_recent(path)
+        self._mark_saved()
+        self.show_message(f"Saved {path.name}")
+        return True
+
+    def open_example(self, name: str) -> bool:
+        if not self._confirm_discard():
+            return False
+        if not self.load_session(load_preset(name)):
+            return False
+        self.session_path = None
+        self._mark_saved()
+        self.show_message(f"Example: {self.controller.session.name}. "
+                          f"{self.controller.session.description}")
+        return True
+
+    def _on_open_triggered(self) -> None:
+        if not self._confirm_discard():
+            return
+        folder = str(self.session_path.parent) if self.session_path else ""
+        path = self.ask_path("Open session", folder, SESSION_FILTER, save=False)
+        if path:
+            self.open_session(path)
+
+    def _on_save_triggered(self) -> bool:
+        if self.session_path is None:
+            return self._on_save_as_triggered()
+        return self.save_session_to(self.session_path)
+
+    def _on_save_as_triggered(self) -> bool:
+        name = self.session_path.name if self.session_path else f"{self.controller.session.name or 'session'}{SUFFIX}"
+        path = self.ask_path("Save session", name.replace(" ", "-"), SESSION_FILTER, save=True)
+        if not path:
+            return False
+        if not path.endswith(".json"):
+            path += SUFFIX
+        return self.save_session_to(path)
+
+    def _recent(self) -> list[str]:
+        value = self.settings.value("recentFiles", [])
+        if isinstance(value, str):
+            value = [value]
+        return [v for v in (value or []) if isinstance(v, str)]
+
+    def _add_recent(self, path: Path) -> None:
+        text = str(Path(path).resolve())
+        files = [text] + [f for f in self._recent() if f != text]
+        self.settings.setValue("recentFiles", files[:MAX_RECENT])
+        self._refresh_recent_menu()
+
+    def _refresh_recent_menu(self) -> None:
+        self.recentMenu.clear()
+        files = self._recent()
+        for f in files:
+            self.recentMenu.addAction(Path(f).name, lambda p=f: self._confirm_discard() and self.open_session(p)) \
+                .setToolTip(f)
+        if files:
+            self.recentMenu.addSeparator()
+            self.recentMenu.addAction("Clear", lambda: (self.settings.setValue("recentFiles", []),
+                                                        self._refresh_recent_menu()))
+        self.recentMenu.setEnabled(bool(files))
+
+    def dragEnterEvent(self, event) -> None:  # noqa: N802
+        if self._dropped_file(event) is not None:
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:  # noqa: N802
+        path = self._dropped_file(event)
+        if path is not None and self._confirm_discard():
+            event.acceptProposedAction()
+            self.open_session(path)
+
+    @staticmethod
+    def _dropped_file(event) -> str | None:
+        urls = event.mimeData().urls() if event.mimeData().hasUrls() else []
+        files = [u.toLocalFile() for u in urls if u.isLocalFile()]
+        return files[0] if files and files[0].endswith(".json") else None
+
+    # --- export -------------------------------------------------------------------------
+
+    def _ask_export(self, kind: str, fmt: str) -> None:
+        base = (self.session_path.name.removesuffix(SUFFIX) if self.session_path
+                else (self.controller.session.name or "gdviz").replace(" ", "-"))
+        path = self.ask_path(f"Export {kind}", f"{base}-{kind}.{fmt}", f"{fmt.upper()} (*.{fmt})", save=True)
+        if path:
+            if not Path(path).suffix:
+                path += f".{fmt}"
+            self.export(kind, path)
+
+    def export(self, kind: str, path: str | Path) -> bool:
+        """Write one figure or data file: kind is loss, trajectory, graph, window, history
+        or animation; the format comes from the suffix. Errors are reported, never raised."""
+        from .figures import plot_table, save_table, save_widget
+        from .graph_view import save_image
+
+        c = self.controller
+        try:
+            suffix = Path(path).suffix.lower()
+            if kind in ("loss", "trajectory"):
+                view = self.lossView if kind == "loss" else self.trajectoryView
+                if suffix == ".csv":
+                    save_table(*plot_table(kind, c.history, self.trajectoryView.axes), path)
+                else:
+                    save_widget(view.plot, path, self.png_scale)
+            elif kind == "graph":
+                self._export_graph(path, suffix)
+            elif kind == "window":
+                save_image(self.grab().toImage(), path)
+            elif kind == "history":
+                c.history.save(path)
+            elif kind == "animation":
+                return self._export_animation(path)
+            else:
+                raise GdvizError(f"nothing called '{kind}' to export")
+        except GdvizError as exc:
+            self.report_error("Export failed", str(exc))
+            return False
+        self.show_message(f"Exported {Path(path).name}")
+        return True
+
+    def _export_graph(self, path, suffix: str) -> None:
+        panel = self.graphArea
+        panel.refresh_now()
+        if panel.graph is None or not panel.scene.node_items:
+            raise GdvizError("the graph is still being laid out; try again in a moment")
+        if suffix == ".svg":
+            panel.scene.render_svg(path)
+        elif suffix == ".png":
+            panel.scene.render_png(path, self.png_scale)
+        elif suffix == ".json":
+            from ..core.atomic import atomic_write
+            with atomic_write(path, "w", encoding="utf-8") as fh:
+                fh.write(panel.graph.to_json())
+        else:
+            raise GdvizError("export the graph as .png, .svg or .json")
+
+    def _export_animation(self, path, frames: int = 60, fps: float = 15.0) -> bool:
+        from .figures import OffscreenFigures, animation
+
+        c = self.controller
+        if not len(c.history):
+            raise GdvizError("there is no run to animate yet; press Play or Step first")
+        c.pause()
+        figures = OffscreenFigures(c.problem, c.trainer.layout, c.history, c.start_point,
+                                   c.current, c.last_loss, c.session.landscape, c.session.steps)
+        dialog = QProgressDialog("Drawing the animation…", "Cancel", 0, frames, self)
+        dialog.setWindowTitle("Export animation")
+        dialog.setWindowModality(Qt.WindowModality.WindowModal)
+        dialog.setMinimumDuration(0)
+        self.animationDialog = dialog
+
+        def progress(done: int) -> bool:
+            dialog.setValue(done)
+            QApplication.processEvents()
+            return not dialog.wasCanceled()
+
+        try:
+            finished = animation(figures, path, frames, fps, progress)
+        finally:
+            dialog.close()
+            figures.close()
+        if not finished:
+            self.show_message("Animation cancelled; nothing was written.")
+            return False
+        self.show_message(f"Exported {Path(path).name} ({frames} frames)")
+        return True
+
     def closeEvent(self, event) -> None:  # noqa: N802
+        if not self._confirm_discard():
+            event.ignore()
+            return
         self.controller.shutdown()
         self._redraw.stop()
         self.settings.setValue("geometry", self.saveGeometry())

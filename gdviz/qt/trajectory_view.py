@@ -430,6 +430,10 @@ class TrajectoryView(QWidget):
             start[idx[1]] = y
         self.startPointChosen.emit(start)
 
+    def freeze_range(self) -> None:
+        """Keep the current range (as if the user had chosen it)."""
+        self._user_range = True
+
     def set_base(self, base: np.ndarray) -> None:
         """The point whose other coordinates the landscape holds fixed (the start)."""
         self.base = np.asarray(base, dtype=np.float64).copy()
