@@ -191,7 +191,8 @@ def make_trainer(session: Session, max_batch_s: float = 0.1) -> Trainer:
     state = session.state or {}
     return Trainer(problem, session.optimizer, session.hypers, device=session.device,
                    max_steps=session.steps, tol=session.tol, start=state.get("values"),
-                   start_step=state.get("step", 0), max_batch_s=max_batch_s)
+                   start_step=state.get("step", 0), max_batch_s=max_batch_s,
+                   optimizer_state=state.get("optimizer"))
 
 
 def _use_one_thread_for_small(trainer: Trainer) -> None:
@@ -272,6 +273,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     _write_figures(args, plots, session, trainer, history)
     if args.save_session:
         session.state = {"step": trainer.step, "values": summary["params"]}
+        if trainer.optimizer_state():
+            session.state["optimizer"] = trainer.optimizer_state()
         session.history = None
         session.save(args.save_session)
     if args.json:
@@ -365,6 +368,14 @@ def cmd_presets(_args: argparse.Namespace) -> int:
 
 
 def cmd_gui(args: argparse.Namespace) -> int:
+    import os
+
+    if (sys.platform.startswith("linux") and not os.environ.get("DISPLAY")
+            and not os.environ.get("WAYLAND_DISPLAY") and not os.environ.get("QT_QPA_PLATFORM")):
+        # Qt would abort with a cryptic plugin message; say what to do instead.
+        return _fail("no display to open the window on (DISPLAY is not set). Run gdviz on a "
+                     "desktop, or start a virtual screen (Xvfb :99 & export DISPLAY=:99); "
+                     "gdviz run, grad and graph work without one")
     try:
         from .qt.app import main as gui_main
     except ImportError as exc:

@@ -143,3 +143,22 @@ def test_python_dash_m_is_the_same_command():
     proc = subprocess.run([sys.executable, "-m", "gdviz", "run", "-f", "x +", "--json"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and proc.stderr.startswith("gdviz: error:")
+
+
+def test_adam_session_continues_exactly(capsys, tmp_path):
+    path = tmp_path / "adam.gdviz.json"
+    main(["run", "--preset", "rosenbrock", "--steps", "300", "--save-session", str(path), "--json"])
+    capsys.readouterr()
+    main(["run", "--session", str(path), "--steps", "600", "--json"])
+    continued = json.loads(capsys.readouterr().out)
+    main(["run", "--preset", "rosenbrock", "--steps", "600", "--json"])
+    straight = json.loads(capsys.readouterr().out)
+    assert continued["params"]["a"] == pytest.approx(straight["params"]["a"], abs=1e-6)
+    assert continued["params"]["b"] == pytest.approx(straight["params"]["b"], abs=1e-6)
+
+
+def test_no_display_is_a_clear_error(capsys, monkeypatch):
+    for name in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"):
+        monkeypatch.delenv(name, raising=False)
+    code = main([])
+    assert code == 2 and "no display" in capsys.readouterr().err

@@ -225,3 +225,19 @@ def test_cli_rejects_bad_figure_requests_before_training(capsys, tmp_path):
     assert "must end in" in capsys.readouterr().err
     assert main(["run", "--preset", "bowl", "--animation", str(tmp_path / "no" / "a.gif")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_adam_session_continues_exactly(qtbot, window, tmp_path):
+    window.load_session(load_preset("rosenbrock"))
+    run_steps(qtbot, window, 150)
+    path = tmp_path / "adam.gdviz.json"
+    assert window.save_session_to(path)
+    assert "exp_avg" in json.dumps(json.loads(path.read_text())["state"]["optimizer"])
+    window.load_session(load_preset("bowl"))
+    assert window.open_session(path)
+    run_steps(qtbot, window, 50)
+    from gdviz.core.trainer import Trainer
+    s = load_preset("rosenbrock")
+    t = Trainer(s.build_problem(), s.optimizer, s.hypers, max_steps=200)
+    list(t.iter_steps())
+    np.testing.assert_allclose(window.controller.current, t.flat_params(), atol=1e-6)

@@ -10,8 +10,9 @@ from .session import Session
 
 
 def preset_names() -> list[str]:
-    """Names of the bundled presets, in the order their files sort."""
-    return sorted(p.name[:-5] for p in (resources_dir() / "presets").glob("*.json"))
+    """Names of the bundled presets: the two seed notebooks first, then by name."""
+    names = sorted(p.name[:-5] for p in (resources_dir() / "presets").glob("*.json"))
+    return sorted(names, key=lambda n: (not n.startswith("seed-"), n != "seed-linear", n))
 
 
 def load_preset(name: str) -> Session:

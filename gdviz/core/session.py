@@ -10,7 +10,8 @@ One schema serves the bundled presets, ``gdviz run --session`` and the desktop a
      "optimizer": {"name": "sgd", "lr": 0.001},
      "steps": 10000, "tol": null, "seed": 0, "device": "auto",
      "landscape": {"x": [-1, 3], "y": [-1, 3]},          (optional)
-     "state": {"step": 250, "values": {"X": [1.2]}},      (optional: where the run stands)
+     "state": {"step": 250, "values": {"X": [1.2]},       (optional: where the run stands,
+               "optimizer": {...}},                       with the optimizer's running state)
      "history": {"columns": [...], "rows": [[...], ...]}  (optional)}
 
 Reading checks every field and names the one that is wrong.
@@ -263,7 +264,13 @@ def _state(value: Any) -> dict[str, Any] | None:
         if arr.dtype == object:
             raise SessionError("must be a number or a rectangular list of numbers",
                                f"state.values.{name}")
-    return {"step": step, "values": value["values"]}
+    optimizer = value.get("optimizer")
+    if optimizer is not None and not isinstance(optimizer, dict):
+        raise SessionError("must be an object (the optimizer's running state)", "state.optimizer")
+    out = {"step": step, "values": value["values"]}
+    if optimizer:
+        out["optimizer"] = optimizer
+    return out
 
 
 def _finite(obj: Any) -> Any:

@@ -56,7 +56,7 @@ class Trainer:
                  hypers: Mapping[str, Any] | None = None, device: str = "cpu",
                  max_steps: int = 1000, tol: float | None = None,
                  start: Mapping[str, Any] | None = None, start_step: int = 0,
-                 max_batch_s: float = 0.016):
+                 max_batch_s: float = 0.016, optimizer_state: Mapping[str, Any] | None = None):
         if not problem.trainable:
             raise GdvizError("every parameter is frozen, so there is nothing to train")
         self.problem = problem
@@ -69,6 +69,8 @@ class Trainer:
         self.layout = ColumnLayout(problem.shapes, tuple(problem.trainable))
         self.values: dict[str, torch.Tensor] = {}
         self.reset(start, start_step)
+        if optimizer_state:
+            self.load_optimizer_state(optimizer_state)
 
     # --- state --------------------------------------------------------------------------
 
@@ -112,6 +114,28 @@ class Trainer:
         self.hypers = normalize_hypers(name, hypers)
         self.optimizer_name = name
         self._rebuild_optimizer()
+
+    def optimizer_state(self) -> dict[str, Any] | None:
+        """The optimizer's running state (momentum, Adam's moments) as JSON-ready data, so a
+        saved session continues exactly; None for plain SGD, which has none."""
+        opt = getattr(self.optimizer, "optimizer", None)
+        if opt is None:
+            return None
+        return {str(k): {name: _encode(v) for name, v in entry.items()}
+                for k, entry in opt.state_dict()["state"].items()}
+
+    def load_optimizer_state(self, data: Mapping[str, Any]) -> None:
+        opt = getattr(self.optimizer, "optimizer", None)
+        if opt is None:
+            return
+        state_dict = opt.state_dict()
+        try:
+            state_dict["state"] = {int(k): {name: _decode(v) for name, v in entry.items()}
+                                   for k, entry in data.items()}
+            opt.load_state_dict(state_dict)
+        except (ValueError, TypeError, KeyError, RuntimeError, AttributeError) as exc:
+            raise GdvizError(f"the saved optimizer state does not fit {self.optimizer_name} "
+                             f"on this problem: {exc}") from None
 
     def current_params(self) -> dict[str, np.ndarray]:
         return {n: v.detach().cpu().numpy().astype(np.float64) for n, v in self.values.items()}
@@ -278,6 +302,21 @@ class Trainer:
             "elapsed_s": round(self.elapsed_s, 6),
             "steps_per_s": round(self.executed / self.elapsed_s, 1) if self.elapsed_s > 0 else None,
         }
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return {"tensor": value.detach().cpu().tolist(), "dtype": str(value.dtype).removeprefix("torch.")}
+    return value
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, dict) and "tensor" in value:
+        dtype = getattr(torch, str(value.get("dtype", "float32")))
+        if not isinstance(dtype, torch.dtype):
+            raise TypeError(f"unknown dtype {value.get('dtype')!r}")
+        return torch.tensor(value["tensor"], dtype=dtype)
+    return value
 
 
 def _bad_value(*arrays: np.ndarray) -> str:

@@ -83,7 +83,8 @@ class TrainingController(QObject):
         state = session.state or {}
         trainer = Trainer(problem, session.optimizer, session.hypers, device=session.device,
                           max_steps=session.steps, tol=session.tol, start=state.get("values"),
-                          start_step=state.get("step", 0), max_batch_s=BATCH_S)
+                          start_step=state.get("step", 0), max_batch_s=BATCH_S,
+                          optimizer_state=state.get("optimizer"))
         history = History(trainer.layout)
         session.restore_history(history)
         self._stop_running()
@@ -94,6 +95,7 @@ class TrainingController(QObject):
         self.start_point = problem.initial_flat()
         self.last_loss = trainer.current_loss()
         self.last_summary = None
+        self.steps_per_s = 0.0
         self._set_state(PAUSED if trainer.step else IDLE)
         self._configureWorker.emit(self.generation, trainer)
         self.problemLoaded.emit()
@@ -228,6 +230,7 @@ class TrainingController(QObject):
             self.start_point = np.asarray(start, dtype=np.float64)
         self.step = 0
         self.last_summary = None
+        self.steps_per_s = 0.0
         self._set_state(IDLE)
         self._resetWorker.emit(self.generation, self.start_point)
         self.historyChanged.emit()
@@ -298,6 +301,11 @@ class TrainingController(QObject):
         names = self.trainer.layout.unflatten(self.current) if self.trainer else {}
         state = {"step": int(self.step), "values": {n: v.tolist() for n, v in names.items()}} \
             if self.step else None
+        if state and not self.running and self.trainer is not None:
+            # Only while the worker is idle: its optimizer state must match this step.
+            optimizer = self.trainer.optimizer_state()
+            if optimizer:
+                state["optimizer"] = optimizer
         history = None
         if include_history and self.history is not None and len(self.history):
             history = {"columns": self.history.columns,

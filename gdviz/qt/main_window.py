@@ -443,6 +443,7 @@ class MainWindow(QMainWindow):
 
     def save_session_to(self, path: str | Path) -> bool:
         path = Path(path)
+        self._pause_and_wait()  # the saved optimizer state must match the saved step
         snapshot = self.controller.snapshot(include_history=self.saveHistoryAction.isChecked())
         try:
             snapshot.save(path)
@@ -454,6 +455,16 @@ class MainWindow(QMainWindow):
         self._mark_saved()
         self.show_message(f"Saved {path.name}")
         return True
+
+    def _pause_and_wait(self, timeout_s: float = 5.0) -> None:
+        c = self.controller
+        if not c.running:
+            return
+        c.pause()
+        deadline = time.perf_counter() + timeout_s
+        while c.running and time.perf_counter() < deadline:
+            QApplication.processEvents()
+            time.sleep(0.005)
 
     def open_example(self, name: str) -> bool:
         if not self._confirm_discard():
