@@ -95,7 +95,7 @@ def test_bad_input_exits_2_with_one_line(capsys, argv, message):
             pytest.skip("this machine has CUDA")
     code, _, err = run_catching(capsys, argv)
     assert code == 2
-    assert f"gdviz: error: " in err and message in err and "Traceback" not in err
+    assert "gdviz: error: " in err and message in err and "Traceback" not in err
 
 
 def run_catching(capsys, argv):

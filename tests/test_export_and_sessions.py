@@ -14,7 +14,6 @@ from PySide6.QtGui import QDropEvent, QImage
 
 from gdviz.cli import main
 from gdviz.core.atomic import atomic_write
-from gdviz.core.errors import GdvizError
 from gdviz.core.presets import load_preset, preset_names
 
 

@@ -5,7 +5,6 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 import pytest
-import torch
 
 from gdviz.cli import main
 from gdviz.core.graph import CONSTANT, FROZEN, PARAM, capture_graph, layout_graph

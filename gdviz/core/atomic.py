@@ -18,25 +18,11 @@ from .errors import GdvizError
 @contextlib.contextmanager
 def atomic_write(path: str | Path, mode: str = "w", **open_kwargs) -> Iterator[IO]:
     """Open a temporary file for writing; on success it replaces ``path``."""
-    path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    except OSError as exc:
-        raise GdvizError(f"cannot write {path}: {exc.strerror or exc}") from None
-    try:
-        with os.fdopen(fd, mode, **open_kwargs) as fh:
+    with atomic_path(path) as tmp:
+        with open(tmp, mode, **open_kwargs) as fh:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
-        _make_readable(tmp)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        if isinstance(exc, OSError):
-            raise GdvizError(f"cannot write {path}: {exc.strerror or exc}") from None
-        raise
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:

@@ -14,61 +14,42 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
-from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QRect, QRectF, QSize, Qt
-from PySide6.QtGui import QColor, QImage, QPainter
-from PySide6.QtSvg import QSvgGenerator
+from PySide6.QtCore import QRect, QRectF, Qt
+from PySide6.QtGui import QImage, QPainter
 from PySide6.QtWidgets import QApplication, QGraphicsView, QWidget
 
-from ..core.atomic import atomic_path, atomic_write, atomic_write_bytes
+from ..core.atomic import atomic_path, atomic_write
 from ..core.errors import GdvizError
 from ..core.history import ColumnLayout, History
 from ..core.problem import Problem
-from .graph_view import save_image
+from .rendering import paint_image, paint_svg, save_image, save_svg
 
 IMAGE_SUFFIXES = (".png", ".svg")
 ANIMATION_SUFFIXES = (".gif", ".mp4")
 
 
-def _paint(widget: QWidget, painter: QPainter, scale: float) -> None:
-    """Draw ``widget`` at ``scale``. A graphics view redraws its scene into the larger
+def _draw_widget(widget: QWidget) -> Callable[[QPainter, QRectF], None]:
+    """Paint ``widget`` into a target rectangle. A graphics view redraws its scene into the
     target (vector-scaled, so a 2x figure is crisp); other widgets are scaled as drawn."""
     w, h = widget.width(), widget.height()
-    if isinstance(widget, QGraphicsView):
-        widget.render(painter, QRectF(0, 0, w * scale, h * scale), QRect(0, 0, w, h))
-    else:
-        painter.scale(scale, scale)
-        widget.render(painter)
+
+    def draw(painter: QPainter, target: QRectF) -> None:
+        if isinstance(widget, QGraphicsView):
+            widget.render(painter, target, QRect(0, 0, w, h))
+        else:
+            painter.scale(target.width() / max(w, 1), target.height() / max(h, 1))
+            widget.render(painter)
+
+    return draw
 
 
 def widget_image(widget: QWidget, scale: float = 2.0) -> QImage:
     """``widget`` drawn into an image ``scale`` times its size."""
-    size = widget.size()
-    image = QImage(max(1, round(size.width() * scale)), max(1, round(size.height() * scale)),
-                   QImage.Format.Format_ARGB32)
-    image.fill(QColor("white"))
-    painter = QPainter(image)
-    painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-    painter.setRenderHint(QPainter.RenderHint.TextAntialiasing)
-    _paint(widget, painter, scale)
-    painter.end()
-    return image
+    return paint_image(widget.width(), widget.height(), scale, _draw_widget(widget))
 
 
 def widget_svg(widget: QWidget, title: str = "gdviz") -> bytes:
-    size = widget.size()
-    data = QByteArray()
-    buffer = QBuffer(data)
-    buffer.open(QIODevice.OpenModeFlag.WriteOnly)
-    generator = QSvgGenerator()
-    generator.setOutputDevice(buffer)
-    generator.setSize(QSize(size.width(), size.height()))
-    generator.setViewBox(QRectF(0, 0, size.width(), size.height()))
-    generator.setTitle(title)
-    painter = QPainter(generator)
-    _paint(widget, painter, 1.0)
-    painter.end()
-    buffer.close()
-    return bytes(data)
+    return paint_svg(widget.width(), widget.height(), title, _draw_widget(widget))
 
 
 def save_widget(widget: QWidget, path: str | Path, scale: float = 2.0) -> None:
@@ -77,7 +58,7 @@ def save_widget(widget: QWidget, path: str | Path, scale: float = 2.0) -> None:
     if suffix == ".png":
         save_image(widget_image(widget, scale), path)
     elif suffix == ".svg":
-        atomic_write_bytes(path, widget_svg(widget))
+        save_svg(widget_svg(widget), path)
     else:
         raise GdvizError(f"cannot tell the image format from '{Path(path).name}'; use .png or .svg")
 

@@ -14,19 +14,18 @@ import time
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QObject, QPointF, QRectF, QSize, Qt, QTimer, Signal
+from PySide6.QtCore import QObject, QPointF, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import (QBrush, QColor, QFont, QImage, QLinearGradient, QPainter,
                            QPainterPath, QPen, QPolygonF)
-from PySide6.QtSvg import QSvgGenerator
 from PySide6.QtWidgets import (QCheckBox, QGraphicsItem, QGraphicsPathItem, QGraphicsScene,
                                QGraphicsTextItem,
                                QGraphicsView, QHBoxLayout, QLabel, QPushButton, QVBoxLayout,
                                QWidget)
 
-from ..core.errors import GdvizError
-from .plot_style import GUI_CLOCK
 from ..core.graph import (CONSTANT, FROZEN, PARAM, ComputationGraph, capture_graph,
                           layout_graph, node_lines, summarize)
+from .plot_style import GUI_CLOCK
+from .rendering import paint_image, paint_svg, save_image, save_svg
 
 FONT = QFont("DejaVu Sans", 9)
 LINE_H = 15.0
@@ -218,50 +217,17 @@ class GraphScene(QGraphicsScene):
 
     def render_svg(self, path: str | Path) -> None:
         """Write the drawing as SVG (QSvgGenerator: pyqtgraph's exporter fails on plain items)."""
-        from ..core.atomic import atomic_write_bytes
         rect = self.sceneRect()
-        gen = QSvgGenerator()
-        from PySide6.QtCore import QBuffer, QByteArray, QIODevice
-        data = QByteArray()
-        buffer = QBuffer(data)
-        buffer.open(QIODevice.OpenModeFlag.WriteOnly)
-        gen.setOutputDevice(buffer)
-        gen.setSize(QSize(int(rect.width()), int(rect.height())))
-        gen.setViewBox(QRectF(0, 0, rect.width(), rect.height()))
-        gen.setTitle("gdviz computation graph")
-        painter = QPainter(gen)
-        self.render(painter, QRectF(0, 0, rect.width(), rect.height()), rect)
-        painter.end()
-        buffer.close()
-        atomic_write_bytes(path, bytes(data))
+        save_svg(paint_svg(rect.width(), rect.height(), "gdviz computation graph",
+                           lambda painter, target: self.render(painter, target, rect)), path)
 
     def render_image(self, scale: float = 2.0) -> QImage:
         rect = self.sceneRect()
-        image = QImage(max(1, int(rect.width() * scale)), max(1, int(rect.height() * scale)),
-                       QImage.Format.Format_ARGB32)
-        image.fill(QColor("white"))
-        painter = QPainter(image)
-        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-        painter.setRenderHint(QPainter.RenderHint.TextAntialiasing)
-        self.render(painter, QRectF(0, 0, image.width(), image.height()), rect)
-        painter.end()
-        return image
+        return paint_image(rect.width(), rect.height(), scale,
+                           lambda painter, target: self.render(painter, target, rect))
 
     def render_png(self, path: str | Path, scale: float = 2.0) -> None:
         save_image(self.render_image(scale), path)
-
-
-def save_image(image: QImage, path: str | Path) -> None:
-    """Save a QImage as PNG atomically, with a clear error on failure."""
-    from PySide6.QtCore import QBuffer, QByteArray, QIODevice
-    from ..core.atomic import atomic_write_bytes
-    data = QByteArray()
-    buffer = QBuffer(data)
-    buffer.open(QIODevice.OpenModeFlag.WriteOnly)
-    if not image.save(buffer, "PNG"):
-        raise GdvizError(f"cannot encode {Path(path).name} as PNG")
-    buffer.close()
-    atomic_write_bytes(path, bytes(data))
 
 
 def draw_graph(graph: ComputationGraph) -> GraphScene:

@@ -554,7 +554,7 @@ class MainWindow(QMainWindow):
         """Write one figure or data file: kind is loss, trajectory, graph, window, history
         or animation; the format comes from the suffix. Errors are reported, never raised."""
         from .figures import plot_table, save_table, save_widget
-        from .graph_view import save_image
+        from .rendering import save_image
 
         c = self.controller
         try:

@@ -83,8 +83,9 @@ class TrainingWorker(QObject):
             # Tiny problems: one intra-op thread leaves the other core to the GUI (DESIGN.md).
             torch.set_num_threads(1)
             self._threads_set = True
-        with self._lock:
-            self._pending.clear()
+        # Pending changes are kept: they were made for this trainer (the controller submits
+        # them right after building it, before this queued call runs), and each one only
+        # repeats a setting the session already holds, so applying them again is harmless.
         self.generation = generation
         self.trainer = trainer
         self.stateReady.emit(generation, self._state())
