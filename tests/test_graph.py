@@ -160,3 +160,28 @@ def test_graph_panel_exports(qtbot, window, tmp_path):
     from PySide6.QtGui import QImage
     img = QImage(str(tmp_path / "view.png"))
     assert img.width() >= 2 * int(panel.scene.sceneRect().width()) - 2
+
+
+def test_large_graph_layout_runs_off_the_gui_thread(qtbot, window, monkeypatch):
+    import threading
+
+    import gdviz.qt.graph_view as graph_view
+
+    threads = []
+    real_layout = graph_view.layout_graph
+
+    def recording_layout(*args, **kwargs):
+        threads.append(threading.current_thread())
+        return real_layout(*args, **kwargs)
+
+    monkeypatch.setattr(graph_view, "layout_graph", recording_layout)
+    text = " + ".join(f"sin({k}*x)" for k in range(1, 301))  # about 600 nodes
+    window.problemPanel.functionEdit.setText(text)
+    window.problemPanel.lossEdit.setText("y")
+    window.problemPanel._emit_problem()
+    window.redraw()
+    window.graphArea.refresh_now()
+    assert window.graphArea.graph is None  # not laid out yet: the GUI thread moved on
+    qtbot.waitUntil(lambda: window.graphArea.graph is not None, timeout=60_000)
+    assert len(window.graphArea.graph.nodes) > 500
+    assert threads and all(t is not threading.main_thread() for t in threads)
