@@ -18,8 +18,3 @@ def resources_dir() -> Path:
         if (candidate / "presets").is_dir():
             return candidate
     raise FileNotFoundError("gdviz's resources folder is missing; reinstall gdviz")
-
-
-def resource_path(*parts: str) -> Path:
-    """The path of a resource file, e.g. ``resource_path('icons', 'play.svg')``."""
-    return resources_dir().joinpath(*parts)

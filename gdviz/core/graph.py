@@ -18,7 +18,6 @@ top, the loss at the bottom. Nothing here imports Qt.
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -334,10 +333,3 @@ def layout_graph(graph: ComputationGraph,
     graph.positions = positions
     graph.direction = direction
     return positions
-
-
-def timed_layout(graph: ComputationGraph) -> float:
-    """Seconds to lay out ``graph`` (for the closing figures and the benchmark)."""
-    start = time.perf_counter()
-    layout_graph(graph)
-    return time.perf_counter() - start

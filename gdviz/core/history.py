@@ -132,10 +132,6 @@ class History:
         while self._size > self._max_rows:
             self._thin()
 
-    def truncate_after(self, step: int) -> None:
-        """Forget rows after ``step`` (used when a session continues from a saved state)."""
-        self._size = int(np.searchsorted(self.steps, step, side="right"))
-
     def _reserve(self, rows: int) -> None:
         cap = len(self._steps)
         if rows <= cap:

@@ -28,4 +28,4 @@ def main(path: str | None = None) -> int:
             return 2
     window = MainWindow(session)
     window.show()
-    return app.exec()
+    return app.exec()  # safe: Qt's event loop, not Python's exec

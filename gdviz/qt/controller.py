@@ -57,9 +57,7 @@ class TrainingController(QObject):
         self.start_point = np.zeros(0)
         self.last_loss = math.nan
         self.steps_per_s = 0.0
-        self.last_summary: dict[str, Any] | None = None
         self._rate_from: tuple[float, int] | None = None
-        self._continuous = False
 
         self._thread = QThread()
         self._thread.setObjectName("gdviz-training")
@@ -94,17 +92,12 @@ class TrainingController(QObject):
         self.current = trainer.flat_params()
         self.start_point = problem.initial_flat()
         self.last_loss = trainer.current_loss()
-        self.last_summary = None
         self.steps_per_s = 0.0
         self._set_state(PAUSED if trainer.step else IDLE)
         self._configureWorker.emit(self.generation, trainer)
         self.problemLoaded.emit()
         self.problemValid.emit()
         self.historyChanged.emit()
-
-    def validate(self, function: str, loss: str, params: dict[str, ParamSpec]) -> Problem:
-        """Compile without loading; raises GdvizError."""
-        return Problem(function, loss, params, seed=self.session.seed)
 
     def edit_problem(self, function: str, loss: str, params: dict[str, ParamSpec]) -> bool:
         """Apply an edited function, loss or initial values if they compile; otherwise report
@@ -199,9 +192,6 @@ class TrainingController(QObject):
         if self.running:
             self.worker.cancel(self._token)
 
-    def toggle_play(self) -> None:
-        self.pause() if self.running else self.play()
-
     def step_once(self, count: int = 1) -> None:
         """Exactly ``count`` optimizer steps (not past the step limit)."""
         if self.trainer is None or self.running:
@@ -229,7 +219,6 @@ class TrainingController(QObject):
         if start is not None:
             self.start_point = np.asarray(start, dtype=np.float64)
         self.step = 0
-        self.last_summary = None
         self.steps_per_s = 0.0
         self._set_state(IDLE)
         self._resetWorker.emit(self.generation, self.start_point)
@@ -267,7 +256,6 @@ class TrainingController(QObject):
         status = summary["status"]
         self._set_state(status)
         if status in ENDED:
-            self.last_summary = summary
             if summary.get("message"):
                 self.message.emit(summary["message"])
             elif status == "finished":

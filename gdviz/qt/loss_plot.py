@@ -107,9 +107,6 @@ class LossPlotView(QWidget):
         if new is not None:
             vb.setYRange(*new, padding=0)
 
-    def set_log(self, on: bool) -> None:
-        self.logCheck.setChecked(on)
-
     def _on_log_check_toggled(self, on: bool) -> None:
         self.plot.getPlotItem().setLogMode(y=on)
         self.refresh_arrays(self._steps, self._loss)

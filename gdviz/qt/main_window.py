@@ -610,7 +610,6 @@ class MainWindow(QMainWindow):
         dialog.setWindowTitle("Export animation")
         dialog.setWindowModality(Qt.WindowModality.WindowModal)
         dialog.setMinimumDuration(0)
-        self.animationDialog = dialog
 
         def progress(done: int) -> bool:
             dialog.setValue(done)

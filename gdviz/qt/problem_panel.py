@@ -225,9 +225,6 @@ class ProblemPanel(QWidget):
         self._fill_table(list(shapes), shapes)
         self.clear_errors()
 
-    def set_shapes(self, shapes: dict[str, tuple[int, ...]]) -> None:
-        self._fill_table(list(shapes), shapes)
-
     def show_error(self, field: str, message: str, column: int) -> None:
         label = {"function": self.functionError, "loss": self.lossError}.get(field, self.paramsError)
         edit = {"function": self.functionEdit, "loss": self.lossEdit}.get(field)
@@ -243,9 +240,6 @@ class ProblemPanel(QWidget):
     def clear_errors(self) -> None:
         for label in (self.functionError, self.lossError, self.paramsError):
             label.hide()
-
-    def has_error(self) -> bool:
-        return any(not label.isHidden() for label in (self.functionError, self.lossError, self.paramsError))
 
     # --- widgets -> signals -------------------------------------------------------------
 

@@ -433,7 +433,3 @@ class TrajectoryView(QWidget):
     def freeze_range(self) -> None:
         """Keep the current range (as if the user had chosen it)."""
         self._user_range = True
-
-    def set_base(self, base: np.ndarray) -> None:
-        """The point whose other coordinates the landscape holds fixed (the start)."""
-        self.base = np.asarray(base, dtype=np.float64).copy()
