@@ -321,8 +321,7 @@ def cmd_grad(args: argparse.Namespace) -> int:
 def cmd_graph(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .core.atomic import atomic_write
-    from .core.graph import capture_graph, layout_graph, node_lines
+    from .core.graph import capture_graph, layout_graph, node_lines, save_graph_text
 
     session = session_from_args(args)
     problem = session.build_problem()
@@ -338,21 +337,16 @@ def cmd_graph(args: argparse.Namespace) -> int:
             print(f"  {edge.source} -> {edge.target}")
         return EXIT_OK
     suffix = Path(args.out).suffix.lower()
-    if suffix in (".json", ".dot"):
-        layout_graph(graph)
-        with atomic_write(args.out, "w", encoding="utf-8") as fh:
-            fh.write(graph.to_json() if suffix == ".json" else graph.to_dot())
-    elif suffix in (".svg", ".png"):
+    if suffix in (".svg", ".png"):
         if not 0 < args.scale <= 16:
             raise GdvizError("--scale must be between 0 and 16")
-        from .qt.graph_view import draw_graph
+        from .qt.graph_view import save_graph
         from .qt.offscreen import ensure_app
 
         ensure_app()
-        scene = draw_graph(graph)
-        scene.render_svg(args.out) if suffix == ".svg" else scene.render_png(args.out, args.scale)
+        save_graph(graph, args.out, args.scale)
     else:
-        raise GdvizError(f"cannot tell the format from '{args.out}'; use .svg, .png, .json or .dot")
+        save_graph_text(graph, args.out)  # .json or .dot, without Qt
     print(f"wrote {args.out} ({len(graph.nodes)} nodes, {len(graph.edges)} edges)")
     return EXIT_OK
 

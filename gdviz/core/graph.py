@@ -284,9 +284,26 @@ def _add_untracked_inputs(problem, env, fvals, lvals, nodes, edges, index) -> No
 
 # --- layout ---------------------------------------------------------------------------
 
+def save_graph_text(graph: ComputationGraph, path) -> None:
+    """Write ``graph`` laid out, as JSON or Graphviz DOT (by suffix), atomically."""
+    from pathlib import Path
+
+    from .atomic import atomic_write
+    from .errors import GdvizError
+
+    suffix = Path(path).suffix.lower()
+    if suffix not in (".json", ".dot"):
+        raise GdvizError(f"cannot tell the format from '{Path(path).name}'; use .svg, .png, "
+                         ".json or .dot")
+    if not graph.positions:
+        layout_graph(graph)
+    with atomic_write(path, "w", encoding="utf-8") as fh:
+        fh.write(graph.to_json() if suffix == ".json" else graph.to_dot())
+
+
 def estimate_size(node: GraphNode, char_w: float = 7.0, line_h: float = 15.0) -> tuple[float, float]:
     lines = node_lines(node)
-    return (max(len(t) for t in lines) * char_w + 16, len(lines) * line_h + 10)
+    return (max(len(t) for t in lines) * char_w + 18, len(lines) * line_h + 10)
 
 
 def layout_graph(graph: ComputationGraph,

@@ -24,7 +24,6 @@ from ..core.history import ColumnLayout, History
 from ..core.problem import Problem
 from .rendering import paint_image, paint_svg, save_image, save_svg
 
-IMAGE_SUFFIXES = (".png", ".svg")
 ANIMATION_SUFFIXES = (".gif", ".mp4")
 
 
@@ -134,7 +133,7 @@ class OffscreenFigures:
         .svg, and .csv for the data behind a plot or .json/.dot for the graph)."""
         suffix = Path(path).suffix.lower()
         if kind == "graph":
-            self._save_graph(path, suffix, scale)
+            self._save_graph(path, scale)
             return
         if kind not in ("loss", "trajectory"):
             raise GdvizError(f"unknown plot '{kind}'; use loss, trajectory or graph")
@@ -145,21 +144,11 @@ class OffscreenFigures:
         else:
             save_widget(view.plot, path, scale)
 
-    def _save_graph(self, path, suffix: str, scale: float) -> None:
-        from ..core.graph import capture_graph, layout_graph
-        from .graph_view import draw_graph
+    def _save_graph(self, path, scale: float) -> None:
+        from ..core.graph import capture_graph
+        from .graph_view import save_graph
 
-        graph = capture_graph(self.problem, self.layout.unflatten(self.current))
-        if suffix in (".json", ".dot"):
-            layout_graph(graph)
-            with atomic_write(path, "w", encoding="utf-8") as fh:
-                fh.write(graph.to_json() if suffix == ".json" else graph.to_dot())
-        elif suffix in IMAGE_SUFFIXES:
-            scene = draw_graph(graph)
-            scene.render_svg(path) if suffix == ".svg" else scene.render_png(path, scale)
-        else:
-            raise GdvizError(f"cannot tell the format from '{Path(path).name}'; use .png, .svg, "
-                             ".json or .dot")
+        save_graph(capture_graph(self.problem, self.layout.unflatten(self.current)), path, scale)
 
     def animation_frames(self, count: int) -> Iterator[np.ndarray]:
         """``count`` frames of the run growing step by step: loss curve beside trajectory,

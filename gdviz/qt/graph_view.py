@@ -23,7 +23,8 @@ from PySide6.QtWidgets import (QCheckBox, QGraphicsItem, QGraphicsPathItem, QGra
                                QWidget)
 
 from ..core.graph import (CONSTANT, FROZEN, PARAM, ComputationGraph, capture_graph,
-                          layout_graph, node_lines, summarize)
+                          estimate_size, layout_graph, node_lines, save_graph_text,
+                          summarize)
 from .plot_style import GUI_CLOCK
 from .rendering import paint_image, paint_svg, save_image, save_svg
 
@@ -58,8 +59,7 @@ def grad_scale(graph: ComputationGraph) -> tuple[float, float]:
 
 
 def node_size(graph_node) -> tuple[float, float]:
-    lines = node_lines(graph_node)
-    return (max(len(t) for t in lines) * CHAR_W + 18, len(lines) * LINE_H + 10)
+    return estimate_size(graph_node, CHAR_W, LINE_H)
 
 
 class NodeItem(QGraphicsItem):
@@ -228,6 +228,16 @@ class GraphScene(QGraphicsScene):
 
     def render_png(self, path: str | Path, scale: float = 2.0) -> None:
         save_image(self.render_image(scale), path)
+
+
+def save_graph(graph: ComputationGraph, path: str | Path, scale: float = 2.0) -> None:
+    """Write ``graph`` by suffix: .svg or .png (the window's drawing), .json or .dot."""
+    suffix = Path(path).suffix.lower()
+    if suffix in (".svg", ".png"):
+        scene = draw_graph(graph)
+        scene.render_svg(path) if suffix == ".svg" else scene.render_png(path, scale)
+    else:
+        save_graph_text(graph, path)
 
 
 def draw_graph(graph: ComputationGraph) -> GraphScene:

@@ -177,10 +177,7 @@ class MainWindow(QMainWindow):
         self.fileMenu.addSeparator()
         self.quitAction = self._action(self.fileMenu, "&Quit", self.close, "Ctrl+Q", "Close gdviz (Ctrl+Q)")
         run = bar.addMenu("&Run")
-        for text, keys, slot in (("Play / Pause", "Space", self._on_controls_play_toggled),
-                                 ("Step", "Right", lambda: self._on_controls_step_requested(
-                                     self.controls.stepCountSpin.value())),
-                                 ("Reset", "R", self.controller.reset)):
+        for text, keys, slot in self._run_keys():
             action = QAction(f"{text}\t{keys}", self)
             action.triggered.connect(slot)
             run.addAction(action)
@@ -218,13 +215,17 @@ class MainWindow(QMainWindow):
             menu.addAction(label, lambda f=fmt: self._ask_export("graph", f))
         menu.popup(self.graphArea.view.mapToGlobal(pos))
 
+    def _run_keys(self) -> tuple:
+        """(menu text, key, slot) of the run controls: the Run menu and the shortcuts."""
+        return (("Play / Pause", "Space", self._on_controls_play_toggled),
+                ("Step", "Right", lambda: self._on_controls_step_requested(
+                    self.controls.stepCountSpin.value())),
+                ("Reset", "R", self.controller.reset))
+
     def _make_shortcuts(self) -> None:
         # Window-wide keys; a text field that wants the key (typing "r", moving the cursor)
         # takes it first through Qt's shortcut-override, so typing is never hijacked.
-        for keys, slot in (("Space", self._on_controls_play_toggled),
-                           ("Right", lambda: self._on_controls_step_requested(
-                               self.controls.stepCountSpin.value())),
-                           ("R", self.controller.reset)):
+        for _text, keys, slot in self._run_keys():
             QShortcut(QKeySequence(keys), self, activated=slot)
 
     def _connect(self) -> None:
