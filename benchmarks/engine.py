@@ -21,9 +21,9 @@ import time
 
 import torch
 
-from gdviz.core.history import History
-from gdviz.core.problem import ParamSpec, Problem
-from gdviz.core.trainer import Trainer
+from gdviz.core.params import ParamSpec
+from gdviz.core.session import Session
+from gdviz.core.simulation import Simulation
 
 
 def notebook_loop(steps: int, device: str) -> float:
@@ -52,16 +52,19 @@ LOSSES = ("(3 - y)*(3 - y) / 2", "(3 - y)**2 / 2")
 
 
 def engine(steps: int, device: str, loss: str = LOSSES[0]) -> float:
-    problem = Problem("X + 1", loss, {"X": ParamSpec("rand(1)")}, seed=0)
-    trainer = Trainer(problem, "sgd", {"lr": 1e-3}, device=device, max_steps=steps)
-    history = History(trainer.layout)
+    """gdviz's engine (a set of one run) with full history, as ``gdviz run`` drives it."""
+    session = Session(function="X + 1", loss=loss, params={"X": ParamSpec("rand(1)")},
+                      steps=steps, device=device)
+    session.runs[0].hypers = {"lr": 1e-3}
+    sim = Simulation(session, max_batch_s=0.1)
     start = time.perf_counter()
-    for batch in trainer.iter_steps():
-        history.extend(batch.steps, batch.loss, batch.params, batch.grads)
+    for _batch in sim.batches():
+        pass
     rate = steps / (time.perf_counter() - start)
-    assert len(history) == steps
+    run = sim.runset.runs[0]
+    assert len(run.history) == steps
     if steps == 10_000:  # the seed's answer
-        assert f"{trainer.values['X'].item():.4f}" == "1.9999"
+        assert f"{run.values[0]:.4f}" == "1.9999"
     return rate
 
 

@@ -14,7 +14,8 @@ import time
 
 import numpy as np
 
-from gdviz.core.graph import capture_graph, layout_graph
+from gdviz.core.graph import layout_graph
+from gdviz.core.graph_capture import capture_graph
 from gdviz.core.problem import ParamSpec, Problem
 
 

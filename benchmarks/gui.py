@@ -1,7 +1,7 @@
 """The seed's 10,000 steps through the window (offscreen) against the headless engine.
 
-For each round, in one process and interleaved: the headless engine (Trainer + History
-on this thread), then the window (press Play, wait for runFinished) while a 10 ms
+For each round, in one process and interleaved: the headless engine (a Simulation on this
+thread), then the window (press Play, wait for runFinished) while a 10 ms
 QTimer measures how late the GUI thread answers. Prints the time ratio window/headless
 (goal <= 1.25) and the lateness percentiles (goal: p99 under 30 ms).
 
@@ -23,18 +23,15 @@ import torch  # noqa: E402
 from PySide6.QtCore import QElapsedTimer, QEventLoop, Qt, QTimer  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
-from gdviz.core.history import History  # noqa: E402
 from gdviz.core.presets import load_preset  # noqa: E402
-from gdviz.core.trainer import Trainer  # noqa: E402
+from gdviz.core.simulation import Simulation  # noqa: E402
 
 
-def headless(steps: int) -> float:
-    session = load_preset("seed-linear")
-    trainer = Trainer(session.build_problem(), session.optimizer, session.hypers, max_steps=steps)
-    history = History(trainer.layout)
+def headless(steps: int, session=None) -> float:
+    sim = Simulation((session or load_preset("seed-linear")).with_changes(steps=steps))
     start = time.perf_counter()
-    for batch in trainer.iter_steps():
-        history.extend(batch.steps, batch.loss, batch.params, batch.grads)
+    for _batch in sim.batches():
+        pass
     return time.perf_counter() - start
 
 

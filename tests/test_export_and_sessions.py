@@ -76,11 +76,11 @@ def test_graph_window_and_history_exports(qtbot, window, tmp_path):
 def test_gif_and_mp4_animation(qtbot, window, tmp_path):
     window.load_session(load_preset("bowl"))
     run_steps(qtbot, window, 60)
-    assert window._export_animation(tmp_path / "run.gif", frames=12, fps=10)
+    assert window.export_animation(tmp_path / "run.gif", frames=12, fps=10)
     frames = iio.imread(tmp_path / "run.gif")
     assert frames.shape[0] == 12 and frames.shape[1] % 16 == 0 and frames.shape[3] == 3
     assert not np.array_equal(frames[0], frames[-1])  # it grows
-    assert window._export_animation(tmp_path / "run.mp4", frames=8, fps=10)
+    assert window.export_animation(tmp_path / "run.mp4", frames=8, fps=10)
     reader = imageio.get_reader(tmp_path / "run.mp4")
     try:
         assert reader.count_frames() == 8
@@ -89,14 +89,14 @@ def test_gif_and_mp4_animation(qtbot, window, tmp_path):
 
 
 def test_cancelled_animation_leaves_nothing(qtbot, window, tmp_path):
-    from gdviz.qt.figures import OffscreenFigures, animation
+    from gdviz.export.animation import animate
+    from gdviz.export.figures import OffscreenFigures
 
     run_steps(qtbot, window, 20)
     c = window.controller
-    figures = OffscreenFigures(c.problem, c.trainer.layout, c.history, c.start_point, c.current,
-                               c.last_loss)
+    figures = OffscreenFigures(c.session.build_problem(), c.runset)
     try:
-        assert animation(figures, tmp_path / "a.gif", frames=10, progress=lambda done: done < 3) is False
+        assert animate(figures, tmp_path / "a.gif", frames=10, progress=lambda done: done < 3) is False
     finally:
         figures.close()
     assert os.listdir(tmp_path) == []
@@ -129,11 +129,10 @@ def test_session_round_trips_exactly_and_continues(qtbot, window, tmp_path):
     assert window.problemPanel.functionEdit.text() == "X + 1"
     run_steps(qtbot, window, 100)
     # The same 400 steps without the save and reopen:
-    from gdviz.core.trainer import Trainer
-    s = load_preset("seed-linear")
-    t = Trainer(s.build_problem(), s.optimizer, s.hypers, max_steps=400)
-    list(t.iter_steps())
-    assert c.current[0] == pytest.approx(t.values["X"].item(), abs=1e-7)
+    from gdviz.core.simulation import Simulation
+    straight = Simulation(load_preset("seed-linear").with_changes(steps=400))
+    straight.run()
+    assert c.current[0] == straight.runset.runs[0].values[0]
     assert list(c.history.steps) == list(range(400))
 
 
@@ -142,8 +141,9 @@ def test_session_file_matches_cli_schema(qtbot, window, tmp_path, capsys):
     path = tmp_path / "s.gdviz.json"
     window.save_session_to(path)
     data = json.loads(path.read_text())
-    assert data["format"] == "gdviz-session" and data["version"] == 1
-    assert data["state"]["step"] == 10 and len(data["history"]["rows"]) == 10
+    assert data["format"] == "gdviz-session" and data["version"] == 2
+    run = data["runs"][0]
+    assert run["state"]["step"] == 10 and len(run["history"]["rows"]) == 10
     code = main(["run", "--session", str(path), "--steps", "20", "--json"])
     assert code == 0 and json.loads(capsys.readouterr().out)["steps"] == 20
 
@@ -178,7 +178,7 @@ def test_unsaved_changes_are_offered_for_saving(qtbot, window, tmp_path):
     window.ask_unsaved = lambda: "save"
     window.ask_path = lambda *a, **k: str(path)
     assert window.open_example("bowl") is True
-    assert path.exists() and json.loads(path.read_text())["state"]["step"] == 3
+    assert path.exists() and json.loads(path.read_text())["runs"][0]["state"]["step"] == 3
     assert window.controller.session.name == "Quadratic bowl"
 
 
@@ -231,12 +231,11 @@ def test_adam_session_continues_exactly(qtbot, window, tmp_path):
     run_steps(qtbot, window, 150)
     path = tmp_path / "adam.gdviz.json"
     assert window.save_session_to(path)
-    assert "exp_avg" in json.dumps(json.loads(path.read_text())["state"]["optimizer"])
+    assert "exp_avg" in json.dumps(json.loads(path.read_text())["runs"][0]["state"]["optimizer"])
     window.load_session(load_preset("bowl"))
     assert window.open_session(path)
     run_steps(qtbot, window, 50)
-    from gdviz.core.trainer import Trainer
-    s = load_preset("rosenbrock")
-    t = Trainer(s.build_problem(), s.optimizer, s.hypers, max_steps=200)
-    list(t.iter_steps())
-    np.testing.assert_allclose(window.controller.current, t.flat_params(), atol=1e-6)
+    from gdviz.core.simulation import Simulation
+    straight = Simulation(load_preset("rosenbrock").with_changes(steps=200))
+    straight.run()
+    assert np.array_equal(window.controller.current, straight.runset.runs[0].values)

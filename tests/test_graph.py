@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from gdviz.cli import main
-from gdviz.core.graph import CONSTANT, FROZEN, PARAM, capture_graph, layout_graph
+from gdviz.core.graph import CONSTANT, FROZEN, PARAM, layout_graph
+from gdviz.core.graph_capture import capture_graph
 from gdviz.core.problem import ParamSpec, Problem
 
 
@@ -141,9 +142,12 @@ def test_graph_panel_updates_live_without_relayout(qtbot, window):
     window.controls.stepButton.click()
     qtbot.waitUntil(lambda: window.controller.step == 100 and window.controller.state == "paused")
     window.redraw()
-    panel.refresh_now()
-    x_after = next(n for n in panel.graph.nodes if n.kind == PARAM).value
-    assert not np.allclose(x_before, x_after)
+    panel.refresh_now()  # the capture is made on the training thread and arrives shortly
+
+    def x_now():
+        return next(n for n in panel.graph.nodes if n.kind == PARAM).value
+
+    qtbot.waitUntil(lambda: not np.allclose(x_before, x_now()), timeout=10_000)
     assert panel.scene.node_items == items_before  # same items: values updated in place
     tip = panel.scene.node_items[next(n.id for n in panel.graph.nodes if n.kind == PARAM)].toolTip()
     assert "value" in tip and "d loss" in tip
@@ -185,3 +189,34 @@ def test_large_graph_layout_runs_off_the_gui_thread(qtbot, window, monkeypatch):
     qtbot.waitUntil(lambda: window.graphArea.graph is not None, timeout=60_000)
     assert len(window.graphArea.graph.nodes) > 500
     assert threads and all(t is not threading.main_thread() for t in threads)
+
+
+@pytest.mark.parametrize("function, loss", [("x*x", "y"), ("X + 1", "(3 - y)*(3 - y)")])
+def test_repeated_inputs_keep_a_gradient_on_every_edge(function, loss):
+    problem = Problem(function, loss, {n: ParamSpec("0.5") for n in ("x", "X") if n in function})
+    g = capture_graph(problem, {n: t.numpy() for n, t in problem.initial.items()})
+    mul = next(n for n in g.nodes if n.op == "MulBackward0")
+    into = [e for e in g.edges if e.target == mul.id and g.node(e.source).kind != CONSTANT]
+    assert len(into) == 2 and into[0].source == into[1].source
+    assert all(e.grad is not None for e in into)
+    # d(a*a)/da along each edge is the other factor; together they make the node's gradient
+    source = g.node(into[0].source)
+    assert float(into[0].grad + into[1].grad) == pytest.approx(float(source.grad))
+
+
+def test_the_layout_thread_is_one_and_ends_with_the_panel(qtbot):
+    from gdviz.qt.graph_view import GraphPanel
+
+    panel = GraphPanel()
+    qtbot.addWidget(panel)
+    problem = Problem("sin(x) + x*x", "y", {"x": ParamSpec("1")})
+    for k in range(5):  # five structures in a row: one thread, the latest wins
+        g = capture_graph(problem, {"x": np.array(float(k))})
+        g.token = panel._token
+        panel._structure = None
+        panel.show_graph(g)
+    qtbot.waitUntil(lambda: panel.graph is not None, timeout=10_000)
+    thread = panel._layout
+    assert thread.isRunning()
+    panel.shutdown()
+    assert thread.isFinished()

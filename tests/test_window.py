@@ -42,7 +42,7 @@ def test_type_seed_press_play_reaches_1_9999(qtbot, window):
     type_into(qtbot, panel.functionEdit, "X + 1")
     type_into(qtbot, panel.lossEdit, "(3 - y)**2 / 2")
     panel.flush()
-    assert window.controller.problem.names == ["X"]
+    assert list(window.controller.info.names) == ["X"]
     panel.optimizerCombo.setCurrentIndex(panel.optimizerCombo.findData("sgd"))
     panel.lrSpin.setValue(1e-3)
     panel.stepsSpin.setValue(10_000)
@@ -143,7 +143,8 @@ def test_closing_mid_run_stops_the_thread(qtbot, window):
 def test_a_two_parameter_preset_draws_its_landscape(qtbot, window):
     window.load_session(load_preset("rosenbrock"))
     view = window.trajectoryView
-    assert view.mode == "2d" and view.z is not None and view.z.shape == (120, 120)
+    qtbot.waitUntil(lambda: view.z is not None)  # computed on the training thread
+    assert view.mode == "2d" and view.z.shape == (120, 120)
     assert np.isfinite(view.z).all()
     assert view.logColorsCheck.isChecked()  # Rosenbrock is steep
     window.controls.stepCountSpin.setValue(30)

@@ -37,7 +37,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=folder)
+        # A short prefix: the temporary name must fit where a 255-byte name fits.
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem[:32]}.", suffix=path.suffix[:16],
+                                   dir=folder)
         os.close(fd)
     except OSError as exc:
         raise GdvizError(f"cannot write {path}: {exc.strerror or exc}") from None

@@ -68,6 +68,13 @@ class ColumnLayout:
     def grad_slices(self) -> dict[str, slice]:
         return self.slices(self.trainable)
 
+    def trainable_axes(self) -> list[tuple[str, int]]:
+        """The trainable elements as (column name, index in a flat parameter row): the
+        axes of a landscape or of the parameters plot."""
+        columns = self.param_columns
+        return [(columns[i], i) for name, sl in self.param_slices.items()
+                if name in self.trainable for i in range(sl.start, sl.stop)]
+
     def unflatten(self, row: np.ndarray, grads: bool = False) -> dict[str, np.ndarray]:
         """A flat row back into ``{name: array of its shape}``."""
         slices = self.grad_slices if grads else self.param_slices
@@ -85,6 +92,13 @@ class History:
         self.stride = 1
         self._max_rows = max(16, max_values // (2 + self.n_params + self.n_grads))
         self.clear()
+
+    def set_limit(self, max_values: int) -> None:
+        """A new memory bound (the runs of a set share one budget); thins at once if needed."""
+        self.max_values = max_values
+        self._max_rows = max(16, max_values // (2 + self.n_params + self.n_grads))
+        while self._size > self._max_rows:
+            self._thin()
 
     def clear(self) -> None:
         self.stride = 1

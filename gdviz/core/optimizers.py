@@ -1,16 +1,13 @@
-"""The optimizers gdviz offers, their hyperparameters, and a small uniform wrapper.
+"""The optimizers gdviz offers and their hyperparameters (names, defaults, ranges, help).
 
-Plain gradient descent (SGD without momentum or weight decay) is the seed notebook's
-``X -= lr * X.grad`` done as one in-place op per parameter: ``torch.optim.SGD`` costs
-several times more Python per step on tiny problems. Everything else is ``torch.optim``.
+The updates themselves, batched over runs and checked against torch.optim, are in
+:mod:`gdviz.core.updates`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
-
-import torch
+from typing import Any, Mapping
 
 from .errors import GdvizError
 
@@ -112,68 +109,14 @@ def normalize_hypers(name: str, values: Mapping[str, Any] | None) -> dict[str, A
                 raise GdvizError(f"{key} must be true or false")
             result[key] = value
             continue
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise GdvizError(f"{key} must be a number, got {type(value).__name__}")
         try:
             number = float(value)
-        except (TypeError, ValueError):
-            raise GdvizError(f"{key} must be a number, got {value!r}") from None
+        except (ValueError, OverflowError):
+            raise GdvizError(f"{key} must be a number, got {str(value)[:40]!r}") from None
         if number != number or not hyper.minimum <= number <= hyper.maximum:
             raise GdvizError(f"{key} must be between {hyper.minimum:g} and {hyper.maximum:g}, "
                              f"got {number:g}")
         result[key] = number
     return result
-
-
-class PlainSGD:
-    """x -= lr * grad (the seed notebook's update), one op per parameter.
-
-    The new values go into fresh storage rather than in place, so a snapshot taken with
-    ``detach()`` before the step stays as it was: the trainer records each step's
-    parameters without copying them (``keeps_old_storage``).
-    """
-
-    keeps_old_storage = True
-
-    def __init__(self, params: Sequence[torch.Tensor], lr: float):
-        self.params = list(params)
-        self.lr = lr
-
-    def step(self) -> None:
-        lr = self.lr
-        for p in self.params:
-            p.data = torch.sub(p.detach(), p.grad, alpha=lr)
-
-    def set(self, key: str, value: Any) -> None:
-        setattr(self, key, value)
-
-
-class TorchOptimizer:
-    """A ``torch.optim`` optimizer behind the same two methods as :class:`PlainSGD`."""
-
-    keeps_old_storage = False  # torch.optim updates in place: snapshots must be copies
-
-    def __init__(self, optimizer: torch.optim.Optimizer):
-        self.optimizer = optimizer
-        self.step = optimizer.step
-
-    def set(self, key: str, value: Any) -> None:
-        for group in self.optimizer.param_groups:
-            if key in ("beta1", "beta2"):
-                b1, b2 = group["betas"]
-                group["betas"] = (value, b2) if key == "beta1" else (b1, value)
-            else:
-                group[key] = value
-
-
-def make_optimizer(name: str, params: Sequence[torch.Tensor], hypers: Mapping[str, Any]):
-    """Build the optimizer ``name`` over ``params`` with already normalized ``hypers``."""
-    h = dict(hypers)
-    if name == "sgd" and not h["momentum"] and not h["weight_decay"] and not h["nesterov"]:
-        return PlainSGD(params, h["lr"])
-    if "beta1" in h:
-        h["betas"] = (h.pop("beta1"), h.pop("beta2"))
-    cls = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW,
-           "rmsprop": torch.optim.RMSprop, "adagrad": torch.optim.Adagrad}[name]
-    try:
-        return TorchOptimizer(cls(list(params), **h))
-    except (ValueError, TypeError) as exc:
-        raise GdvizError(f"{name}: {exc}") from None

@@ -3,24 +3,35 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Callable, Mapping
 
 import numpy as np
 import torch
 
 from .errors import GdvizError
-from .expressions import Expression, compile_expression, vmap_call
-from .initializers import DEFAULT_INIT, make_initial_value
+from .expressions import Expression, compile_expression
+from .history import ColumnLayout
+from .initializers import make_initial_value
+from .params import ParamSpec
 
 DEFAULT_LOSS = "y"
 
 
-@dataclass
-class ParamSpec:
-    """How one parameter starts: an initializer text and whether it is frozen."""
+@dataclass(frozen=True)
+class ProblemInfo:
+    """What the window needs to know of a problem, as plain data (no tensors)."""
 
-    init: str = DEFAULT_INIT
-    frozen: bool = False
+    function: str
+    loss: str
+    names: tuple[str, ...]
+    trainable: tuple[str, ...]
+    layout: ColumnLayout
+    initial: np.ndarray       # every parameter's initial value, flat
+    loss_summed: bool
+
+    @property
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        return dict(self.layout.shapes)
 
 
 @dataclass
@@ -54,36 +65,84 @@ class Problem:
         self.initial = {n: make_initial_value(self.specs[n].init, generator,
                                               field=f"the initial value of {n}")
                         for n in self.names}
-        y = self.function.check(self.initial)
-        raw = self.loss.check({**self.initial, "y": y})
+        # What is accepted must train: one forward and backward of each expression, which
+        # points at the column of an operation that has no gradient there.
+        y = self.function.check(self.initial, backward=self.trainable or False)
+        raw = self.loss.check({**self.initial, "y": y}, backward=[*self.trainable, "y"])
         #: True when the loss expression is not a single number and is summed (as
         #: ``backward(torch.ones_like(y))`` does in the seed notebook)
         self.loss_summed = raw.dim() > 0
         if raw.numel() == 0:
             raise GdvizError("the loss has no elements (a parameter has a zero size)")
+        self._y_shape = tuple(y.shape)
+        self._raw_dims = tuple(range(1, raw.dim() + 1))
+        self.layout = ColumnLayout(self.shapes, tuple(self.trainable))
+        self._batched = None
+        self._check_backward()
 
     @property
     def shapes(self) -> dict[str, tuple[int, ...]]:
         return {n: tuple(v.shape) for n, v in self.initial.items()}
+
+    def info(self) -> ProblemInfo:
+        return ProblemInfo(self.function_text, self.loss_text, tuple(self.names),
+                           tuple(self.trainable), self.layout, self.initial_flat(),
+                           self.loss_summed)
 
     def initial_flat(self) -> np.ndarray:
         """The initial values of every parameter, flattened in order (a history row)."""
         return np.concatenate([self.initial[n].reshape(-1).double().numpy() for n in self.names])
 
     def forward(self, values: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """The function's value y and the scalar loss at ``values``."""
+        """The function's value y and the scalar loss at one point (tensors of the
+        parameters' own shapes): what the computation graph and ``gdviz grad`` show."""
         y = self.function.evaluate(values)
         raw = self.loss.evaluate({**values, "y": y})
         return y, (raw.sum() if self.loss_summed else raw)
 
-    def loss_value(self, values: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """The scalar loss at ``values`` (the training loop's forward pass)."""
-        raw = self.loss.evaluate({**values, "y": self.function.evaluate(values)})
-        return raw.sum() if self.loss_summed else raw
+    def batched_loss(self) -> Callable[[Mapping[str, torch.Tensor]], torch.Tensor]:
+        """The loss of R runs at once: ``env[name]`` has shape (R, *shape); returns (R,).
+        One compiled plan, no per-call dispatch: this is the training loop's forward pass."""
+        if self._batched is None:
+            function = self.function.plan(self.shapes, self.names)
+            loss = self.loss.plan({**self.shapes, "y": self._y_shape}, [*self.names, "y"])
+            dims, summed = self._raw_dims, self.loss_summed
 
-    def loss_on_batch(self, batched: Mapping[str, torch.Tensor],
-                      fixed: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """The loss at many points in one vectorized call: every tensor in ``batched`` has a
-        leading batch dimension, ``fixed`` are shared. Returns shape (batch,)."""
+            def losses(env: Mapping[str, torch.Tensor]) -> torch.Tensor:
+                raw = loss({**env, "y": function(env)})
+                return raw.sum(dim=dims) if summed else raw
+
+            self._batched = losses
+        return self._batched
+
+    def losses_at(self, points: np.ndarray, chunk_values: int = 4_000_000) -> np.ndarray:
+        """The loss at each row of ``points`` (flat parameter rows), in vectorized chunks that
+        bound memory; non-finite values come back as NaN. For the landscape and analyses."""
+        points = np.asarray(points, dtype=np.float64)
+        out = np.empty(len(points))
+        fn = self.batched_loss()
+        chunk = max(1, chunk_values // max(1, points.shape[1]))
+        slices = self.layout.param_slices
         with torch.no_grad():
-            return vmap_call(self.loss_value, dict(batched), dict(fixed))
+            for start in range(0, len(points), chunk):
+                part = torch.as_tensor(points[start:start + chunk], dtype=torch.float32)
+                env = {n: part[:, sl].reshape((len(part),) + self.layout.shapes[n])
+                       for n, sl in slices.items()}
+                try:
+                    out[start:start + len(part)] = fn(env).double().numpy()
+                except (RuntimeError, ValueError):
+                    out[start:start + len(part)] = np.nan
+        out[~np.isfinite(out)] = np.nan
+        return out
+
+    def _check_backward(self) -> None:
+        """What is accepted must train: one forward and backward at the initial values."""
+        env = {n: t.unsqueeze(0).clone().requires_grad_(n not in self.frozen)
+               for n, t in self.initial.items()}
+        try:
+            loss = self.batched_loss()(env)
+            if loss.requires_grad:
+                loss.sum().backward()
+        except (RuntimeError, ValueError, TypeError) as exc:
+            raise GdvizError(f"cannot compute the gradient of the loss: "
+                             f"{str(exc).splitlines()[0][:200]}") from None

@@ -7,9 +7,6 @@ import sys
 import pyqtgraph as pg
 from PySide6.QtWidgets import QApplication
 
-from ..core.errors import GdvizError
-from ..core.session import Session
-
 
 def main(path: str | None = None) -> int:
     """Open the window (with a session file, when given) and run until it closes."""
@@ -19,13 +16,10 @@ def main(path: str | None = None) -> int:
     pg.setConfigOptions(antialias=True)
     from .main_window import MainWindow
 
-    session = None
-    if path:
-        try:
-            session = Session.load(path)
-        except GdvizError as exc:
-            print(f"gdviz: error: {exc}", file=sys.stderr)
-            return 2
-    window = MainWindow(session)
+    window = MainWindow()
     window.show()
+    if path:
+        # Opened as a document: the title, Save and Recent all know its path.
+        if not window.open_session(path):
+            print(f"gdviz: error: cannot open {path}: {window.lastError}", file=sys.stderr)
     return app.exec()  # safe: Qt's event loop, not Python's exec

@@ -1,125 +1,181 @@
-"""The one object that owns a run: the session, the worker and its thread, the history.
+"""The controller: owns the model of the runs, the worker and its thread, and wires views to
+them.
 
-Views announce intent (play, step, an edited function) by calling the controller's slots;
-they learn what happened from its signals. Views never touch the trainer. Every change to
-the run bumps ``generation`` when it invalidates what is in flight, so batches still
-queued from an old run are dropped on arrival.
+State lives in one place each:
+
+- the session (problem definition and shared settings) and the :class:`RunSet` (every
+  run's settings, values, status, history, and the selected run) live here, on the GUI
+  thread, as plain data;
+- every tensor and optimizer state lives in the worker's engine, on its thread.
+
+Views announce intent by calling the controller; they learn what happened from its signals
+(the model's events, bridged). Every change that invalidates what is in flight bumps
+``generation``, so batches still queued from an old problem are dropped on arrival.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
+from ..core.analysis.landscape import LandscapeGrid, landscape_grid
+from ..core.device import resolve_device
+from ..core.engine import Engine
 from ..core.errors import ExpressionError, GdvizError
-from ..core.history import History
+from ..core.model import Run, RunSet, RunSettings, palette_color, ramp_color
 from ..core.presets import load_preset
-from ..core.problem import ParamSpec, Problem
-from ..core.session import Session
-from ..core.trainer import StepBatch, Trainer
-from .worker import ENDED, TrainingWorker
+from ..core.expressions import compile_expression
+from ..core.params import ParamSpec
+from ..core.problem import ProblemInfo
+from ..core.records import EngineBatch
+from ..core.report import run_summary
+from ..core.session import Session, apply_overrides, build_runset, session_from_runset
+from ..core.status import Status
+from .worker import EngineWorker
 
-IDLE, RUNNING, PAUSED = "idle", "running", "paused"
 # One batch per redraw: every batch wakes the GUI thread, which then competes for the GIL.
 BATCH_S = 0.033
 
 
-class TrainingController(QObject):
-    """Owns the worker thread and the state of the current run."""
+def _build(worker: EngineWorker, generation: int, session: Session):
+    """On the worker's thread: the problem, the engine and the model for ``session``."""
+    problem = session.build_problem()
+    device = resolve_device(session.device)
+    runset = build_runset(session, problem.layout, problem.initial_flat())
+    engine = Engine(problem, device, session.steps, session.tol, BATCH_S)
+    for run in runset.engine_runs():
+        engine.add_run(run)
+        if run.step == 0 or not np.isfinite(runset.get(run.id).loss):
+            runset.get(run.id).loss = engine.loss_at(run.values)
+    worker.adopt(generation, problem, engine)
+    return problem.info(), runset, str(device)
 
-    problemLoaded = Signal()               # a new problem: views rebuild their layout
+
+class TrainingController(QObject):
+    """See the module docstring."""
+
+    problemLoaded = Signal()               # a new problem and model: views rebuild
     problemInvalid = Signal(str, str, int)  # field, message, column (0 when unknown)
     problemValid = Signal()
-    historyChanged = Signal()              # new rows or a new state: views redraw (throttled)
+    runsChanged = Signal()                 # runs added, removed, renamed, recoloured...
+    progressed = Signal()                  # new steps or values: views redraw (throttled)
+    selectionChanged = Signal(int)
     stateChanged = Signal(str)             # idle, running, paused, finished, converged, diverged
-    runFinished = Signal(dict)             # a run ended (limit, tolerance, divergence)
+    runFinished = Signal(dict)             # the run ended: the selected run's summary
     message = Signal(str)                  # a line for the status bar
+    landscapeReady = Signal(object)        # LandscapeGrid
+    graphReady = Signal(object)            # ComputationGraph of the selected run
 
-    _configureWorker = Signal(int, object)
-    _runWorker = Signal(int, int, int)
-    _resetWorker = Signal(int, object)
+    _startRun = Signal(int, int, int)
 
-    def __init__(self, session: Session | None = None, parent: QObject | None = None):
+    def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
-        self.session = session or load_preset("seed-linear")
-        self.problem: Problem | None = None
-        self.trainer: Trainer | None = None
-        self.history: History | None = None
+        self.session: Session = load_preset("seed-linear")
+        self.info: ProblemInfo | None = None
+        self.runset: RunSet | None = None
+        self.device = "cpu"
         self.generation = 0
         self._token = 0
-        self.state = IDLE
-        self.step = 0
-        self.current = np.zeros(0)
-        self.start_point = np.zeros(0)
-        self.last_loss = math.nan
+        self.running = False
         self.steps_per_s = 0.0
         self._rate_from: tuple[float, int] | None = None
+        self._requests = itertools.count(1)
+        self._callbacks: dict[int, Callable[[Any], None]] = {}
+        self._state = "idle"
 
         self._thread = QThread()
         self._thread.setObjectName("gdviz-training")
-        self.worker = TrainingWorker()
+        self.worker = EngineWorker()
+        self.worker.batch_s = BATCH_S
         self.worker.moveToThread(self._thread)
-        self._configureWorker.connect(self.worker.configure)
-        self._runWorker.connect(self.worker.run)
-        self._resetWorker.connect(self.worker.reset)
+        self._startRun.connect(self.worker.run)
         self.worker.batchReady.connect(self._on_worker_batch)
         self.worker.runEnded.connect(self._on_worker_run_ended)
-        self.worker.stateReady.connect(self._on_worker_state)
         self.worker.failed.connect(self._on_worker_failed)
+        self.worker.replied.connect(self._on_worker_replied)
         self._thread.start()
 
-    # --- problem ------------------------------------------------------------------------
+    # --- the selected run (what single-run views show) ----------------------------------
+
+    @property
+    def selected(self) -> Run | None:
+        return self.runset.selected if self.runset is not None else None
+
+    @property
+    def step(self) -> int:
+        run = self.selected
+        return run.step if run else 0
+
+    @property
+    def current(self) -> np.ndarray:
+        run = self.selected
+        return run.values if run else np.zeros(0)
+
+    @property
+    def last_loss(self) -> float:
+        run = self.selected
+        return run.loss if run else math.nan
+
+    @property
+    def history(self):
+        run = self.selected
+        return run.history if run else None
+
+    @property
+    def layout(self):
+        return self.info.layout if self.info else None
+
+    @property
+    def state(self) -> str:
+        return self._state
+
+    def _update_state(self) -> None:
+        run = self.selected
+        state = "running" if self.running else (run.status.value if run else "idle")
+        if state != self._state:
+            self._state = state
+            self.stateChanged.emit(state)
+
+    # --- loading a problem --------------------------------------------------------------
 
     def load_session(self, session: Session) -> None:
-        """Build the problem and a trainer for ``session``; raises GdvizError when invalid
-        (the current run is then left untouched)."""
-        problem = session.build_problem()
-        state = session.state or {}
-        trainer = Trainer(problem, session.optimizer, session.hypers, device=session.device,
-                          max_steps=session.steps, tol=session.tol, start=state.get("values"),
-                          start_step=state.get("step", 0), max_batch_s=BATCH_S,
-                          optimizer_state=state.get("optimizer"))
-        history = History(trainer.layout)
-        session.restore_history(history)
+        """Build the problem and the runs of ``session``; raises GdvizError (an
+        ExpressionError for a mistake in the function or loss) when it cannot, leaving
+        what is loaded untouched."""
         self._stop_running()
-        self.session, self.problem, self.trainer, self.history = session, problem, trainer, history
-        self.generation += 1
-        self.step = trainer.step
-        self.current = trainer.flat_params()
-        self.start_point = problem.initial_flat()
-        self.last_loss = trainer.current_loss()
+        generation = self.generation + 1
+        info, runset, device = self.worker.call(lambda w: _build(w, generation, session))
+        self.generation = generation
+        self.session, self.info, self.device = session, info, device
+        if self.runset is not None:
+            self._disconnect_model(self.runset)
+        self.runset = runset
+        runset.runs_changed.connect(self.runsChanged.emit)
+        runset.progressed.connect(self.progressed.emit)
+        runset.selection_changed.connect(self._on_model_selection_changed)
         self.steps_per_s = 0.0
-        self._set_state(PAUSED if trainer.step else IDLE)
-        self._configureWorker.emit(self.generation, trainer)
+        self.running = False
         self.problemLoaded.emit()
         self.problemValid.emit()
-        self.historyChanged.emit()
+        self.runsChanged.emit()
+        self.progressed.emit()
+        self._update_state()
+        for warning in session.warnings:
+            self.message.emit(warning)
 
-    def edit_problem(self, function: str, loss: str, params: dict[str, ParamSpec]) -> bool:
-        """Apply an edited function, loss or initial values if they compile; otherwise report
-        the error and keep the last good problem loaded."""
-        try:
-            names = Problem(function, loss, params, seed=self.session.seed).names
-        except ExpressionError as exc:
-            self.problemInvalid.emit(exc.field, exc.bare_message, exc.column or 0)
-            return False
-        except GdvizError as exc:
-            self.problemInvalid.emit("params", str(exc), 0)
-            return False
-        params = {n: params.get(n, ParamSpec()) for n in names}
-        s = self.session
-        if (function, loss, params) == (s.function, s.loss, s.params):
-            self.problemValid.emit()
-            return True
-        what = "function" if function != s.function else "loss" if loss != s.loss else "initial values"
-        return self._reload(s.with_changes(function=function, loss=loss, params=params,
-                                           state=None, history=None, landscape=None
-                                           if function != s.function else s.landscape),
-                            f"The {what} changed, so the run was reset.")
+    def _disconnect_model(self, runset: RunSet) -> None:
+        runset.runs_changed.disconnect(self.runsChanged.emit)
+        runset.progressed.disconnect(self.progressed.emit)
+        runset.selection_changed.disconnect(self._on_model_selection_changed)
+
+    def document(self, include_history: bool = False) -> Session:
+        """The session as the model stands (without asking the engine: for edits)."""
+        return session_from_runset(self.session, self.runset, include_history)
 
     def _reload(self, session: Session, note: str) -> bool:
         try:
@@ -129,178 +185,329 @@ class TrainingController(QObject):
             return False
         except GdvizError as exc:
             self.problemInvalid.emit("params", str(exc), 0)
-            self.message.emit(str(exc))
             return False
         self.message.emit(note)
         return True
 
+    def edit_problem(self, function: str, loss: str, params: dict[str, ParamSpec]) -> bool:
+        """Apply an edited function, loss or initial values if they build; otherwise report
+        the error and keep the last good problem loaded."""
+        s = self.session
+        if (function, loss, params) == (s.function, s.loss, s.params):
+            self.problemValid.emit()
+            return True
+        what = "function" if function != s.function else "loss" if loss != s.loss \
+            else "initial values"
+        try:
+            names = compile_expression(function, "function", reserved=("y", "loss")).names
+        except ExpressionError as exc:
+            self.problemInvalid.emit(exc.field, exc.bare_message, exc.column or 0)
+            return False
+        # Keep what the table says for names still in the function; new names start as
+        # rand(1); names no longer there are dropped.
+        params = {n: params.get(n, ParamSpec()) for n in names}
+        new = apply_overrides(self.document(), function=function, loss=loss, params=params)
+        if function != s.function:
+            # An edited example is no longer that example: it saves under a name of its own.
+            new = new.with_changes(name="", description="")
+        return self._reload(new, f"The {what} changed, so the run was reset.")
+
     def set_seed(self, seed: int) -> None:
         if seed != self.session.seed:
-            self._reload(self.session.with_changes(seed=seed, state=None, history=None),
+            self._reload(apply_overrides(self.document(), seed=seed),
                          f"Seed {seed}: new initial values, the run was reset.")
 
     def set_device(self, device: str) -> None:
         if device != self.session.device:
-            self._reload(self.session.with_changes(device=device, state=None, history=None),
+            self._reload(apply_overrides(self.document(), device=device)
+                         .with_changes(runs=[r.fresh() for r in self.session.runs]),
                          f"Device {device}: the run was reset.")
 
-    # --- settings that apply to the live run --------------------------------------------
+    def set_start(self, flat: np.ndarray) -> None:
+        """A new start point for every run (a click on the landscape): it becomes the
+        parameters' initial values, so the table and saved sessions show it."""
+        layout = self.info.layout
+        params = dict(self.session.params)
+        for name, value in layout.unflatten(np.asarray(flat, dtype=np.float64)).items():
+            old = params.get(name, ParamSpec())
+            params[name] = ParamSpec(_value_text(value), old.frozen)
+        new = apply_overrides(self.document(), params=params)
+        self._reload(new, "New start point chosen on the landscape; the run was reset.")
 
-    def set_hyper(self, name: str, value: Any) -> None:
-        """Takes effect at the next step, also mid-run."""
-        hypers = {**self.session.hypers, name: value}
-        self.session.hypers = hypers
-        if name == "lr" and self.trainer is not None:
-            # A float set on the optimizer is atomic under the GIL: the very next step uses it.
-            self.trainer.optimizer.set("lr", float(value))
-        self.worker.submit(lambda t: t.set_hyper(name, value))
-
-    def set_optimizer(self, name: str, hypers: dict[str, Any]) -> None:
-        self.session.optimizer, self.session.hypers = name, dict(hypers)
-        self.worker.submit(lambda t: t.set_optimizer(name, hypers))
-        self.message.emit(f"Optimizer {name}: continues from the current point.")
+    # --- settings -------------------------------------------------------------------------
 
     def set_steps(self, steps: int) -> None:
-        self.session.steps = int(steps)
-        self.worker.submit(lambda t: setattr(t, "max_steps", int(steps)))
+        self.session = self.session.with_changes(steps=int(steps))
+        self.runset.set_limits(steps=int(steps))
+        self.worker.post(lambda w, s=int(steps): w.engine.set_limits(max_steps=s))
+        self._update_state()
 
     def set_tol(self, tol: float | None) -> None:
-        self.session.tol = tol
-        self.worker.submit(lambda t: setattr(t, "tol", tol))
+        self.session = self.session.with_changes(tol=tol)
+        self.runset.set_limits(tol=tol)
+        self.worker.post(lambda w: w.engine.set_limits(tol=tol))
+        self._update_state()
 
     def set_speed(self, steps_per_s: float) -> None:
         self.worker.set_speed(steps_per_s)
 
     def set_landscape(self, landscape: dict[str, list[float]] | None) -> None:
-        self.session.landscape = landscape
+        self.session = self.session.with_changes(landscape=landscape)
+
+    def set_hyper(self, name: str, value: Any, run_id: int | None = None) -> None:
+        """A hyperparameter of one run (the selected one by default); takes effect at the
+        next step, also mid-run."""
+        run = self.runset.get(run_id) if run_id is not None else self.selected
+        hypers = {**run.settings.hypers, name: value}
+        self.runset.update_settings(run.id, hypers=hypers)
+        self.worker.post(lambda w, i=run.id: w.engine.set_hyper(i, name, value))
+
+    def set_optimizer(self, name: str, hypers: dict[str, Any], run_id: int | None = None) -> None:
+        """Switch a run's optimizer: it continues from its current point with a fresh state."""
+        run = self.runset.get(run_id) if run_id is not None else self.selected
+        self.runset.update_settings(run.id, optimizer=name, hypers=dict(hypers))
+        self.worker.post(lambda w, i=run.id: w.engine.set_optimizer(i, name, hypers))
+        self.message.emit(f"Optimizer {name}: continues from the current point.")
+
+    # --- the set of runs ----------------------------------------------------------------
+
+    def select_run(self, run_id: int) -> None:
+        self.runset.select(run_id)
+
+    def _on_model_selection_changed(self, run_id: int) -> None:
+        self.selectionChanged.emit(run_id)
+        self._update_state()
+        self.progressed.emit()
+
+    def add_run(self, settings: RunSettings) -> Run:
+        run = self.runset.add(settings)
+        engine_run = run.engine_run()
+        self.worker.post(lambda w: w.engine.add_run(engine_run))
+        return run
+
+    def duplicate_run(self, run_id: int) -> Run:
+        """The same settings, from the start."""
+        parent = self.runset.get(run_id).settings
+        return self.add_run(RunSettings(parent.optimizer, dict(parent.hypers),
+                                        (parent.label + " copy") if parent.label else "", "",
+                                        True, parent.start))
+
+    def fork_run(self, run_id: int, optimizer: str | None = None) -> Run:
+        """"Branch from here": a new run from where ``run_id`` stands, optimizer state and
+        history included (with another optimizer, a fresh state)."""
+        self.sync()
+        settings = None
+        if optimizer is not None and optimizer != self.runset.get(run_id).settings.optimizer:
+            parent = self.runset.get(run_id).settings
+            settings = RunSettings(optimizer, {"lr": parent.hypers["lr"]})
+        child = self.runset.fork(run_id, settings)
+        engine_run = child.engine_run()
+        self.worker.post(lambda w: w.engine.add_run(engine_run))
+        self.runset.select(child.id)
+        return child
+
+    def remove_run(self, run_id: int) -> None:
+        if len(self.runset) <= 1:
+            self.message.emit("A session keeps at least one run.")
+            return
+        self.runset.remove(run_id)
+        self.worker.post(lambda w: w.engine.remove_run(run_id))
+        self._update_state()
+
+    def update_run(self, run_id: int, **changes: Any) -> None:
+        """Label, colour or visibility (nothing the engine needs)."""
+        self.runset.update_settings(run_id, **changes)
+
+    def replace_runs(self, settings: list[RunSettings], note: str) -> None:
+        """A new set of runs from the common start (Compare optimizers, LR sweep)."""
+        from ..core.session import RunRecord
+
+        records = [RunRecord(s.optimizer, dict(s.hypers), s.label, s.color, s.visible, None)
+                   for s in settings]
+        self._reload(self.document().with_changes(runs=records, selected=0), note)
+
+    def compare_optimizers(self) -> None:
+        """SGD, momentum, Nesterov, RMSprop, Adam and AdamW with sensible learning rates."""
+        self.replace_runs(comparison_runs(self.selected.settings, self.info),
+                          "Comparing six optimizers from the same start: press Play.")
+
+    def lr_sweep(self, optimizer: str, low: float, high: float, count: int) -> None:
+        lrs = np.geomspace(low, high, count) if count > 1 else np.array([low])
+        runs = [RunSettings(optimizer, {"lr": float(lr)}, f"lr {lr:.3g}",
+                            ramp_color(k / max(1, count - 1))) for k, lr in enumerate(lrs)]
+        self.replace_runs(runs, f"{count} runs of {optimizer}, lr {low:g} to {high:g}: press Play.")
 
     # --- running ------------------------------------------------------------------------
 
-    @property
-    def running(self) -> bool:
-        return self.state == RUNNING
-
     def play(self) -> None:
-        """Run to the step limit; from the start again when the last run finished."""
-        if self.trainer is None or self.running:
+        """Run every run to the step limit; from the start again when all have ended."""
+        if self.runset is None or self.running:
             return
-        if self.state in ("finished", "converged") and self.step >= self.session.steps:
+        if all(r.status.stopped for r in self.runset) and \
+                not any(r.status == Status.DIVERGED for r in self.runset):
             self.reset()
+        if not self._runnable():
+            self.message.emit("Every run has ended; press Reset to start again.")
+            return
         self._start(-1)
+
+    def _runnable(self) -> list[Run]:
+        return [r for r in self.runset if not r.status.stopped and r.step < self.runset.steps]
 
     def pause(self) -> None:
         if self.running:
             self.worker.cancel(self._token)
 
     def step_once(self, count: int = 1) -> None:
-        """Exactly ``count`` optimizer steps (not past the step limit)."""
-        if self.trainer is None or self.running:
+        """Exactly ``count`` lock steps (not past the step limit)."""
+        if self.runset is None or self.running:
             return
-        count = min(int(count), max(self.session.steps - self.step, 0))
-        if count <= 0:
-            self.message.emit("The step limit is reached; raise it or press Reset.")
+        if not self._runnable():
+            self.message.emit("The step limit is reached (or every run has ended); raise it "
+                              "or press Reset.")
             return
-        self._start(count)
+        self._start(int(count))
 
     def _start(self, steps: int) -> None:
         self._token += 1
         self._rate_from = (time.perf_counter(), self.step)
-        self._set_state(RUNNING)
-        self._runWorker.emit(self._token, self.generation, steps)
+        self.running = True
+        for run in self._runnable():
+            run.status = Status.RUNNING
+        self._update_state()
+        self._startRun.emit(self._token, self.generation, steps)
 
-    def reset(self, start: np.ndarray | None = None) -> None:
-        """Back to the initial values (same seed, same start), or to a new start point."""
-        if self.trainer is None:
+    def reset(self) -> None:
+        """Every run back to its start: same seed, same start, a fresh optimizer."""
+        if self.runset is None:
             return
         self._stop_running()
         self.generation += 1
-        self.session.state, self.session.history = None, None
-        self.history.clear()
-        if start is not None:
-            self.start_point = np.asarray(start, dtype=np.float64)
-        self.step = 0
+        generation = self.generation
+        self.runset.reset()
+        starts = {r.id: r.values.copy() for r in self.runset}
+
+        def reset_engine(w: EngineWorker) -> dict[int, float]:
+            for run_id, values in starts.items():
+                w.engine.reset(run_id, values)
+            w.generation = generation
+            return {run_id: w.engine.loss_at(values) for run_id, values in starts.items()}
+
+        def show_losses(losses: dict[int, float]) -> None:
+            if generation == self.generation:
+                for run_id, loss in losses.items():
+                    if self.runset.get(run_id).step == 0:
+                        self.runset.get(run_id).loss = loss
+                self.progressed.emit()
+
+        self.request(reset_engine, show_losses)
         self.steps_per_s = 0.0
-        self._set_state(IDLE)
-        self._resetWorker.emit(self.generation, self.start_point)
-        self.historyChanged.emit()
+        self.running = False
+        self._update_state()
 
     def _stop_running(self) -> None:
         if self.running:
             self.worker.cancel(self._token)
+            self.running = False
+
+    def sync(self) -> None:
+        """Bring the model's optimizer states up to date with the engine (waits for it)."""
+        generation = self.generation
+        runs = self.worker.call(lambda w: w.engine.export() if w.generation == generation else {})
+        self.runset.apply_export(runs)
+
+    def snapshot(self, include_history: bool = True) -> Session:
+        """The session as it stands now: problem, runs, where each is (optimizer state
+        included: the engine is asked, after it applied every pending change) and history."""
+        self.sync()
+        return session_from_runset(self.session, self.runset, include_history)
+
+    def summary(self, run: Run | None = None) -> dict:
+        run = run or self.selected
+        return run_summary(run, self.info.layout, self.info.loss_summed, self.device,
+                           self.runset.steps, 0.0, 0)
+
+    # --- asking the worker --------------------------------------------------------------
+
+    def request(self, fn: Callable[[EngineWorker], Any], callback: Callable[[Any], None]) -> None:
+        """Run ``fn(worker)`` on the worker's thread; ``callback(result)`` here after."""
+        request_id = next(self._requests)
+        self._callbacks[request_id] = callback
+        self.worker.post(fn, reply=request_id)
+
+    def request_landscape(self, base: np.ndarray, indices: list[int], xs: np.ndarray,
+                          ys: np.ndarray | None, token: int) -> None:
+        generation = self.generation
+
+        def compute(w: EngineWorker) -> LandscapeGrid | None:
+            if w.generation != generation or w.problem is None:
+                return None
+            return landscape_grid(w.problem, base, indices, xs, ys, token)
+
+        self.request(compute, lambda grid: grid is not None and self.landscapeReady.emit(grid))
+
+    def request_graph(self, flat: np.ndarray, token: int) -> None:
+        from ..core.graph_capture import capture_graph
+
+        generation = self.generation
+
+        def capture(w: EngineWorker):
+            if w.generation != generation or w.problem is None:
+                return None
+            graph = capture_graph(w.problem, w.problem.layout.unflatten(flat))
+            graph.token = token
+            return graph
+
+        self.request(capture, lambda graph: graph is not None and self.graphReady.emit(graph))
+
+    @Slot(int, object, object)
+    def _on_worker_replied(self, request_id: int, result: Any, error: Any) -> None:
+        callback = self._callbacks.pop(request_id, None)
+        if error is not None:
+            self.message.emit(str(error))
+            return
+        if callback is not None:
+            callback(result)
 
     # --- from the worker ----------------------------------------------------------------
 
     @Slot(int, object)
-    def _on_worker_batch(self, generation: int, batch: StepBatch) -> None:
+    def _on_worker_batch(self, generation: int, batch: EngineBatch) -> None:
         if generation != self.generation:
             return  # from a run that was reset or replaced
-        self.history.extend(batch.steps, batch.loss, batch.params, batch.grads)
-        self.step = batch.step
-        self.current = batch.current
-        if len(batch):
-            self.last_loss = float(batch.loss[-1])
-        if self._rate_from is not None:
+        selected = self.selected
+        self.runset.apply(batch)
+        if self._rate_from is not None and selected is not None:
             t0, s0 = self._rate_from
             dt = time.perf_counter() - t0
             if dt > 0.05:
-                self.steps_per_s = (self.step - s0) / dt
-        self.historyChanged.emit()
+                self.steps_per_s = max(0.0, (selected.step - s0) / dt)
+        for run_id, progress in batch.ended.items():
+            if progress.message:
+                label = self.runset.get(run_id).label if len(self.runset) > 1 else ""
+                self.message.emit(f"{label}: {progress.message}" if label else progress.message)
+        self._update_state()
 
-    @Slot(int, object)
-    def _on_worker_run_ended(self, generation: int, summary: dict) -> None:
-        if generation != self.generation:
+    @Slot(int, int)
+    def _on_worker_run_ended(self, generation: int, token: int) -> None:
+        if generation != self.generation or token != self._token:
             return
-        self.step = summary["steps"]
-        if summary["loss"] is not None:
-            self.last_loss = summary["loss"]
-        status = summary["status"]
-        self._set_state(status)
-        if status in ENDED:
-            if summary.get("message"):
-                self.message.emit(summary["message"])
-            elif status == "finished":
-                self.message.emit(f"Finished: {self.step} steps.")
-            self.runFinished.emit(summary)
-        self.historyChanged.emit()
-
-    @Slot(int, object)
-    def _on_worker_state(self, generation: int, state: dict) -> None:
-        if generation != self.generation:
-            return
-        self.step = state["step"]
-        self.current = state["current"]
-        self.last_loss = state["loss"]
-        self.historyChanged.emit()
+        self.running = False
+        self.runset.end_run()
+        self._update_state()
+        run = self.selected
+        if run is not None and run.status.stopped:
+            if run.status == Status.FINISHED and len(self.runset) == 1:
+                self.message.emit(f"Finished: {run.step} steps.")
+            self.runFinished.emit(self.summary(run))
+        self.progressed.emit()
 
     @Slot(int, str)
     def _on_worker_failed(self, generation: int, text: str) -> None:
         if generation == self.generation:
             self.message.emit(text)
 
-    def _set_state(self, state: str) -> None:
-        if state != self.state:
-            self.state = state
-            self.stateChanged.emit(state)
-
-    # --- sessions and shutdown ----------------------------------------------------------
-
-    def snapshot(self, include_history: bool = True) -> Session:
-        """The session as it stands now: settings, where the run is, and its history."""
-        names = self.trainer.layout.unflatten(self.current) if self.trainer else {}
-        state = {"step": int(self.step), "values": {n: v.tolist() for n, v in names.items()}} \
-            if self.step else None
-        if state and not self.running and self.trainer is not None:
-            # Only while the worker is idle: its optimizer state must match this step.
-            optimizer = self.trainer.optimizer_state()
-            if optimizer:
-                state["optimizer"] = optimizer
-        history = None
-        if include_history and self.history is not None and len(self.history):
-            history = {"columns": self.history.columns,
-                       "rows": self.history.table().tolist()}
-        return self.session.with_changes(state=state, history=history,
-                                         params=dict(self.session.params),
-                                         hypers=dict(self.session.hypers))
+    # --- shutdown -----------------------------------------------------------------------
 
     def shutdown(self) -> None:
         """Stop the run and the thread; returns once the thread has finished."""
@@ -309,3 +516,28 @@ class TrainingController(QObject):
         if not self._thread.wait(10_000):  # a step that never returns: do not hang on exit
             self._thread.terminate()
             self._thread.wait()
+
+
+def _value_text(value: np.ndarray) -> str:
+    """An initial value as the table shows it: a number, or a nested list."""
+    arr = np.asarray(value, dtype=np.float64)
+    if arr.ndim == 0:
+        return f"{float(arr):.6g}"
+    return np.array2string(arr, separator=", ", precision=6, floatmode="maxprec",
+                           threshold=10**9).replace("\n", "")
+
+
+def comparison_runs(current: RunSettings, info: ProblemInfo) -> list[RunSettings]:
+    """The classic comparison, with learning rates that suit the problem's scale: gradient
+    descent at the current SGD learning rate (or a cautious one), the adaptive methods at
+    about a hundredth of the start's size per step."""
+    sgd_lr = current.hypers["lr"] if current.optimizer == "sgd" else 1e-3
+    scale = float(np.max(np.abs(info.initial))) if info.initial.size else 1.0
+    adaptive = float(f"{0.01 * max(1.0, scale):.2g}")
+    plan = [("sgd", {"lr": sgd_lr}, "SGD"),
+            ("sgd", {"lr": sgd_lr, "momentum": 0.9}, "Momentum"),
+            ("sgd", {"lr": sgd_lr, "momentum": 0.9, "nesterov": True}, "Nesterov"),
+            ("rmsprop", {"lr": adaptive}, "RMSprop"),
+            ("adam", {"lr": adaptive}, "Adam"),
+            ("adamw", {"lr": adaptive}, "AdamW")]
+    return [RunSettings(o, h, label, palette_color(k)) for k, (o, h, label) in enumerate(plan)]

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QObject, QPointF, QRectF, Qt, QTimer, Signal
+from PySide6.QtCore import QObject, QPointF, QRectF, Qt, QThread, QTimer, Signal
 from PySide6.QtGui import (QBrush, QColor, QFont, QImage, QLinearGradient, QPainter,
                            QPainterPath, QPen, QPolygonF)
 from PySide6.QtWidgets import (QCheckBox, QGraphicsItem, QGraphicsPathItem, QGraphicsScene,
@@ -22,9 +22,8 @@ from PySide6.QtWidgets import (QCheckBox, QGraphicsItem, QGraphicsPathItem, QGra
                                QGraphicsView, QHBoxLayout, QLabel, QPushButton, QVBoxLayout,
                                QWidget)
 
-from ..core.graph import (CONSTANT, FROZEN, PARAM, ComputationGraph, capture_graph,
-                          estimate_size, layout_graph, node_lines, save_graph_text,
-                          summarize)
+from ..core.graph import (CONSTANT, FROZEN, PARAM, ComputationGraph, estimate_size,
+                          layout_graph, node_lines, save_graph_text, summarize)
 from .plot_style import GUI_CLOCK
 from .rendering import paint_image, paint_svg, save_image, save_svg
 
@@ -308,45 +307,89 @@ class GradientLegend(QWidget):
         p.end()
 
 
-class _LayoutSignals(QObject):
+class LayoutThread(QThread):
+    """One thread that lays graphs out, off the GUI thread. Only the latest request is
+    kept: a new structure arriving while one is laid out replaces the waiting one."""
+
     done = Signal(int, object)  # token, ComputationGraph with positions
+
+    def __init__(self, parent: QObject | None = None):
+        super().__init__(parent)
+        self.setObjectName("gdviz-graph-layout")
+        self._lock = threading.Condition()
+        self._request: tuple[int, ComputationGraph, dict] | None = None
+        self._stopping = False
+
+    def submit(self, token: int, graph: ComputationGraph, sizes: dict) -> None:
+        with self._lock:
+            self._request = (token, graph, sizes)
+            self._lock.notify()
+        if not self.isRunning():
+            self.start()
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopping = True
+            self._lock.notify()
+        self.wait(5_000)
+
+    def run(self) -> None:
+        while True:
+            with self._lock:
+                while self._request is None and not self._stopping:
+                    self._lock.wait()
+                if self._stopping:
+                    return
+                token, graph, sizes = self._request
+                self._request = None
+            start = time.perf_counter()
+            layout_graph(graph, sizes)
+            graph.layout_seconds = time.perf_counter() - start
+            self.done.emit(token, graph)
 
 
 class GraphPanel(QWidget):
-    """The live computation graph of the current step, with zoom, fit and export."""
+    """The live computation graph of the selected run, with zoom, fit and export.
 
-    exportRequested = Signal(str)  # "svg" or "png"
+    It asks for a capture at the run's current point (``captureRequested``, at most five
+    times a second; the worker thread owns torch and answers through :meth:`show_graph`),
+    updates values in place when only they changed, and lays out a new structure on its
+    layout thread."""
+
+    exportRequested = Signal(str)  # "svg", "png" or "json"
+    captureRequested = Signal(object, int)  # flat parameters, token
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         self.setObjectName("graphPanel")
         self.scene = GraphScene(self)
         self.view = GraphView(self.scene)
-        self.problem = None
-        self.layout_ = None
         self.graph: ComputationGraph | None = None
         self._structure = None
         self._token = 0
         self._pending_point: np.ndarray | None = None
+        self._shown_point: np.ndarray | None = None
         self._latest: ComputationGraph | None = None
         self.last_layout_s = 0.0
-        self._signals = _LayoutSignals(self)
-        self._signals.done.connect(self._on_layout_done)
+        self._layout = LayoutThread(self)
+        self._layout.done.connect(self._on_layout_done)
         self._throttle = QTimer(self, singleShot=True, interval=LIVE_INTERVAL_MS)
         self._throttle.timeout.connect(self._on_throttle_timeout)
+        self.destroyed.connect(self._layout.stop)
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         header = QHBoxLayout()
         header.addWidget(QLabel("<b>Computation graph</b>"))
         self.status = QLabel()
-        self.status.setStyleSheet("color: #777;")
+        self.status.setStyleSheet("color: #666;")
         header.addWidget(self.status, 1)
         self.legend = GradientLegend()
         header.addWidget(self.legend)
         self.edgeGradCheck = QCheckBox("edge gradients", objectName="edgeGradCheck")
         self.edgeGradCheck.setChecked(True)
-        self.edgeGradCheck.setToolTip("Show the gradient flowing back along each edge")
+        self.edgeGradCheck.setToolTip("Show the gradient flowing back along each edge: "
+                                      "∂ loss / ∂ (the input's value), as the op passes it on")
         self.edgeGradCheck.toggled.connect(self.scene.set_edge_grads_visible)
         header.addWidget(self.edgeGradCheck)
         self.fitButton = QPushButton("Fit", objectName="graphFitButton")
@@ -361,19 +404,21 @@ class GraphPanel(QWidget):
         layout.addLayout(header)
         layout.addWidget(self.view, 1)
 
-    def set_problem(self, problem, layout) -> None:
-        self.problem, self.layout_ = problem, layout
+    def shutdown(self) -> None:
+        """Stop the layout thread (the window calls this when it closes)."""
+        self._layout.stop()
+
+    def set_problem(self) -> None:
+        """A new problem: forget the drawn graph."""
         self.graph, self._structure, self._latest = None, None, None
-        self._token += 1  # a layout still running for the old problem is dropped
+        self._token += 1  # a capture or layout still on its way for the old problem is dropped
+        self._shown_point = None
         self.scene.clear()
         self.scene.graph = None
 
     def show_point(self, flat: np.ndarray) -> None:
-        """Recapture at these parameter values (at most every LIVE_INTERVAL_MS)."""
-        if self.problem is None or not len(flat):
-            return
-        if self.graph is not None and self._pending_point is not None \
-                and np.array_equal(self._pending_point, flat):
+        """Ask for the graph at these parameter values (at most every LIVE_INTERVAL_MS)."""
+        if not len(flat) or (self._shown_point is not None and np.array_equal(self._shown_point, flat)):
             return
         self._pending_point = np.array(flat, copy=True)
         if not self._throttle.isActive():
@@ -385,16 +430,15 @@ class GraphPanel(QWidget):
         self._on_throttle_timeout()
 
     def _on_throttle_timeout(self) -> None:
-        if self.problem is None or self._pending_point is None:
+        if self._pending_point is None:
             return
-        start = time.perf_counter()
-        try:
-            graph = capture_graph(self.problem, self.layout_.unflatten(self._pending_point))
-        except (RuntimeError, ValueError) as exc:
-            self.status.setText(f"cannot capture the graph: {exc}")
+        self._shown_point = self._pending_point
+        self.captureRequested.emit(self._pending_point, self._token)
+
+    def show_graph(self, graph: ComputationGraph) -> None:
+        """A captured graph: new values on the same structure, or a new layout."""
+        if getattr(graph, "token", self._token) != self._token:
             return
-        finally:
-            GUI_CLOCK.add(time.perf_counter() - start)
         key = graph.structure_key()
         if key == self._structure:
             if self.graph is None:  # its layout is still running: show these values after
@@ -404,29 +448,14 @@ class GraphPanel(QWidget):
             return
         self._structure = key
         self._latest = None
-        self._start_layout(graph)
+        self.status.setText(f"{len(graph.nodes)} nodes: laying out…")
+        self._layout.submit(self._token, graph, {n.id: node_size(n) for n in graph.nodes})
 
     def _show_values(self, graph: ComputationGraph) -> None:
         graph.positions = self.graph.positions
         self.graph = graph
         self.scene.update_values(graph)
         self.legend.set_range(*grad_scale(graph))
-
-    def _start_layout(self, graph: ComputationGraph) -> None:
-        self._token += 1
-        token = self._token
-        sizes = {n.id: node_size(n) for n in graph.nodes}
-        self.status.setText(f"{len(graph.nodes)} nodes: laying out…")
-        signals = self._signals
-
-        def work() -> None:
-            start = time.perf_counter()
-            layout_graph(graph, sizes)
-            graph.layout_seconds = time.perf_counter() - start
-            signals.done.emit(token, graph)
-
-        # Off the GUI thread: a few hundred nodes take a moment to lay out.
-        threading.Thread(target=work, name="gdviz-graph-layout", daemon=True).start()
 
     def _on_layout_done(self, token: int, graph: ComputationGraph) -> None:
         if token != self._token:

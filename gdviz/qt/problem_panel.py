@@ -7,7 +7,7 @@ debounced, so the problem is validated a moment after the user stops typing.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QSignalBlocker, Qt, QTimer, Signal
 from PySide6.QtGui import QFontDatabase
@@ -15,17 +15,17 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout
                                QHBoxLayout, QHeaderView, QLabel, QLineEdit, QSlider, QSpinBox,
                                QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
-from ..core.device import cuda_unavailable_reason
-from ..core.errors import ExpressionError
-from ..core.expressions import FUNCTIONS, compile_expression
+from ..core.limits import MAX_STEPS
 from ..core.optimizers import OPTIMIZERS, Hyper
-from ..core.problem import ParamSpec
-from ..core.session import Session
+from ..core.params import ParamSpec
+
+if TYPE_CHECKING:
+    from ..core.session import Session
 
 _DEBOUNCE_MS = 350
 _FUNCTION_HELP = ("Type math in your parameters, e.g. X + 1 or (1 - a)**2 + 100*(b - a**2)**2.\n"
-                  "Every free name is a parameter. Functions: " + ", ".join(sorted(FUNCTIONS)) +
-                  "; constants pi and e; w[0] indexes a parameter.")
+                  "Every free name is a parameter. Functions: {functions}; constants pi and e; "
+                  "w[0] indexes a parameter.")
 _LOSS_HELP = ("The loss to minimize, in y (the function's value) and the parameters, e.g. "
               "(3 - y)**2 / 2 or mse(y, 3).\nLeave it as y to minimize the function itself. "
               "A loss with several elements is summed.")
@@ -90,7 +90,7 @@ class ProblemPanel(QWidget):
         form = QFormLayout(problem)
         self.functionEdit = QLineEdit(objectName="functionEdit")
         self.functionEdit.setFont(mono)
-        self.functionEdit.setToolTip(_FUNCTION_HELP)
+        self.functionEdit.setToolTip(_FUNCTION_HELP.format(functions="see Help"))
         self.functionEdit.setPlaceholderText("e.g. X + 1")
         self.functionError = self._error_label(mono, "functionError")
         self.lossEdit = QLineEdit(objectName="lossEdit")
@@ -124,7 +124,7 @@ class ProblemPanel(QWidget):
         form.addRow(self.paramsError)
         layout.addWidget(problem)
 
-        optim = QGroupBox("Optimizer")
+        optim = self.optimizerGroup = QGroupBox("Optimizer")
         oform = QFormLayout(optim)
         self.optimizerCombo = QComboBox(objectName="optimizerCombo")
         for spec in OPTIMIZERS.values():
@@ -156,7 +156,7 @@ class ProblemPanel(QWidget):
         run = QGroupBox("Run")
         rform = QFormLayout(run)
         self.stepsSpin = QSpinBox(objectName="stepsSpin")
-        self.stepsSpin.setRange(1, 100_000_000)
+        self.stepsSpin.setRange(1, MAX_STEPS)
         self.stepsSpin.setGroupSeparatorShown(True)
         self.stepsSpin.setKeyboardTracking(False)
         self.stepsSpin.setToolTip("Step limit: Play stops here")
@@ -174,14 +174,8 @@ class ProblemPanel(QWidget):
         self.deviceCombo = QComboBox(objectName="deviceCombo")
         self.deviceCombo.addItem("CPU", "cpu")
         self.deviceCombo.addItem("CUDA", "cuda")
-        reason = cuda_unavailable_reason()
-        if reason:
-            item = self.deviceCombo.model().item(1)
-            item.setEnabled(False)
-            item.setToolTip(f"CUDA is unavailable: {reason}")
-            self.deviceCombo.setToolTip(f"Where the tensors live. CUDA is unavailable: {reason}")
-        else:
-            self.deviceCombo.setToolTip("Where the tensors live")
+        self.deviceCombo.setToolTip("Where the tensors live")
+        self.cuda_reason: str | None = None
         self.deviceCombo.currentIndexChanged.connect(
             lambda _i: self.deviceChanged.emit(self.deviceCombo.currentData()))
         rform.addRow("Step limit", self.stepsSpin)
@@ -190,6 +184,16 @@ class ProblemPanel(QWidget):
         rform.addRow("Device", self.deviceCombo)
         layout.addWidget(run)
         layout.addStretch(1)
+
+    def configure(self, functions: list[str], cuda_reason: str | None) -> None:
+        """What the language offers (for the help) and why CUDA cannot be chosen, if so."""
+        self.functionEdit.setToolTip(_FUNCTION_HELP.format(functions=", ".join(functions)))
+        self.cuda_reason = cuda_reason
+        item = self.deviceCombo.model().item(1)
+        item.setEnabled(cuda_reason is None)
+        if cuda_reason:
+            item.setToolTip(f"CUDA is unavailable: {cuda_reason}")
+            self.deviceCombo.setToolTip(f"Where the tensors live. CUDA is unavailable: {cuda_reason}")
 
     @staticmethod
     def _error_label(font, name: str) -> QLabel:
@@ -203,11 +207,10 @@ class ProblemPanel(QWidget):
 
     # --- model -> widgets ---------------------------------------------------------------
 
-    def show_session(self, session: Session, shapes: dict[str, tuple[int, ...]]) -> None:
-        """Show ``session`` without echoing signals back."""
+    def show_session(self, session: "Session", shapes: dict[str, tuple[int, ...]]) -> None:
+        """Show ``session``'s problem and shared settings without echoing signals back."""
         blockers = [QSignalBlocker(w) for w in (self.functionEdit, self.lossEdit, self.stepsSpin,
-                                                 self.seedSpin, self.deviceCombo, self.tolEdit,
-                                                 self.optimizerCombo)]
+                                                 self.seedSpin, self.deviceCombo, self.tolEdit)]
         for edit, text in ((self.functionEdit, session.function), (self.lossEdit, session.loss)):
             if edit.text() != text:  # never move the cursor of a field being typed in
                 edit.setText(text)
@@ -216,14 +219,21 @@ class ProblemPanel(QWidget):
         self.tolEdit.setText("" if session.tol is None else f"{session.tol:g}")
         index = self.deviceCombo.findData("cuda" if session.device.startswith("cuda") else "cpu")
         if session.device == "auto":
-            index = 1 if cuda_unavailable_reason() is None else 0
+            index = 1 if self.cuda_reason is None else 0
         self.deviceCombo.setCurrentIndex(index)
-        self.optimizerCombo.setCurrentIndex(self.optimizerCombo.findData(session.optimizer))
         del blockers
-        self._build_hypers(session.optimizer, session.hypers)
         self._params = dict(session.params)
         self._fill_table(list(shapes), shapes)
         self.clear_errors()
+
+    def show_run(self, optimizer: str, hypers: dict[str, Any], label: str, several: bool) -> None:
+        """Show the selected run's optimizer settings (what the optimizer group edits)."""
+        self.optimizerGroup.setTitle(f"Optimizer of {label}" if several else "Optimizer")
+        if self.optimizerCombo.currentData() != optimizer or self.hypers() != hypers:
+            blocker = QSignalBlocker(self.optimizerCombo)
+            self.optimizerCombo.setCurrentIndex(self.optimizerCombo.findData(optimizer))
+            del blocker
+            self._build_hypers(optimizer, hypers)
 
     def show_error(self, field: str, message: str, column: int) -> None:
         label = {"function": self.functionError, "loss": self.lossError}.get(field, self.paramsError)
@@ -253,14 +263,9 @@ class ProblemPanel(QWidget):
             self._emit_problem()
 
     def _emit_problem(self) -> None:
-        function = self.functionEdit.text()
-        try:
-            names = compile_expression(function, "function", reserved=("y", "loss")).names
-        except ExpressionError:
-            names = None  # the controller reports the error; keep the table as it is
-        if names is not None:
-            self._fill_table(names, None)
-        self.problemEdited.emit(function, self.lossEdit.text(), self.current_params())
+        # The controller builds the problem; the table follows what it loads (show_session).
+        self.problemEdited.emit(self.functionEdit.text(), self.lossEdit.text(),
+                                self.current_params())
 
     def current_params(self) -> dict[str, ParamSpec]:
         return dict(self._params)

@@ -1,10 +1,14 @@
-"""Where the parameters go, drawn over the loss landscape.
+"""Where the parameters go, drawn over the loss landscape, for every visible run.
 
-- one trainable scalar: the loss as a function of it, with the visited points on the curve;
+- one trainable scalar: the loss as a function of it, with each run's visited points on it;
 - two (two scalars, or one parameter with two elements): the loss landscape as a heat map
-  (log colors for steep functions), the path drawn live, start and current points marked;
-  clicking the map sets a new start point; panning or zooming recomputes the landscape;
-- more: each element's value against the step.
+  (log colours for steep functions), each run's path in its colour, start and current
+  points marked; clicking the map sets a new start point; panning or zooming recomputes
+  the landscape;
+- more: each element of the selected run against the step, with a legend.
+
+The view never computes the landscape itself: it asks (``landscapeRequested``) and draws
+the answer (:meth:`show_landscape`); the worker thread, which owns torch, computes it.
 """
 
 from __future__ import annotations
@@ -13,70 +17,44 @@ import math
 
 import numpy as np
 import pyqtgraph as pg
-import torch
 from PySide6.QtCore import QRectF, Qt, QTimer, Signal
 from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
-from ..core.history import ColumnLayout, History
-from ..core.problem import Problem
+from ..core.analysis.landscape import LandscapeGrid
+from ..core.history import ColumnLayout
+from ..core.model import Run
 from .plot_style import Marker, TimedPlotWidget, cache_axes, finite_bounds, sticky_range
 
 GRID_2D = 120
 GRID_1D = 400
 MAX_PATH_POINTS = 5000
 MAX_LINES = 12
-_BATCH_VALUES = 4_000_000  # numbers per vectorized landscape call, to bound memory
 
 
-def landscape_axes(layout: ColumnLayout) -> list[tuple[str, int]]:
-    """The trainable elements as (column name, index in a flat parameter row)."""
-    columns = layout.param_columns
-    axes = []
-    for name, sl in layout.param_slices.items():
-        if name in layout.trainable:
-            axes.extend((columns[i], i) for i in range(sl.start, sl.stop))
-    return axes
-
-
-def evaluate_landscape(problem: Problem, layout: ColumnLayout, base: np.ndarray,
-                       indices: list[int], points: np.ndarray) -> np.ndarray:
-    """The loss at ``points`` (shape (B, len(indices))): ``base`` with those elements replaced.
-    One vectorized call per chunk; non-finite values come back as NaN."""
-    rows = np.repeat(base[None, :], len(points), axis=0)
-    rows[:, indices] = points
-    per_row = max(1, rows.shape[1])
-    chunk = max(1, _BATCH_VALUES // per_row)
-    out = np.empty(len(points))
-    for start in range(0, len(points), chunk):
-        part = rows[start:start + chunk]
-        batched = {}
-        for name, sl in layout.param_slices.items():
-            shape = layout.shapes[name]
-            batched[name] = torch.as_tensor(part[:, sl].reshape((len(part),) + tuple(shape)),
-                                            dtype=torch.float32)
-        try:
-            values = problem.loss_on_batch(batched, {})
-            out[start:start + len(part)] = values.double().numpy()
-        except (RuntimeError, ValueError):
-            out[start:start + len(part)] = np.nan
-    out[~np.isfinite(out)] = np.nan
-    return out
-
-
-def _thin(x: np.ndarray, limit: int) -> np.ndarray:
-    """At most ``limit`` evenly spaced indices, always keeping the last point."""
+def thin(x: np.ndarray, limit: int) -> np.ndarray:
+    """At most ``limit`` evenly spaced indices, always keeping the first and last point."""
     n = len(x)
     if n <= limit:
         return np.arange(n)
-    idx = np.linspace(0, n - 1, limit).astype(np.int64)
-    return idx
+    return np.linspace(0, n - 1, limit).astype(np.int64)
+
+
+class _RunDrawing:
+    """One run's path and current-point marker."""
+
+    def __init__(self, color: str):
+        self.path = pg.PlotDataItem(pen=pg.mkPen(color, width=1), symbol="o", symbolSize=4,
+                                    symbolBrush=color, symbolPen=None)
+        self.marker = Marker(color, 12, outline="white")
+        self.symbols: bool | None = None
 
 
 class TrajectoryView(QWidget):
-    """The parameter trajectory over the landscape; see the module docstring."""
+    """The runs' trajectories over the landscape; see the module docstring."""
 
-    startPointChosen = Signal(object)  # a flat parameter row
-    rangeChanged = Signal(object)      # {"x": [lo, hi], "y": [lo, hi]}
+    startPointChosen = Signal(object)   # a flat parameter row
+    rangeChanged = Signal(object)       # {"x": [lo, hi], "y": [lo, hi]}
+    landscapeRequested = Signal(object, object, object, object, int)  # base, indices, xs, ys, token
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -90,10 +68,10 @@ class TrajectoryView(QWidget):
                                        "valley floor of steep functions such as Rosenbrock")
         self.logColorsCheck.toggled.connect(self._on_log_colors_toggled)
         self.fitButton = QPushButton("Fit", objectName="fitButton")
-        self.fitButton.setToolTip("Fit the range to the path")
+        self.fitButton.setToolTip("Fit the range to the paths")
         self.fitButton.clicked.connect(self.fit_to_path)
         self.hint = QLabel()
-        self.hint.setStyleSheet("color: #777;")
+        self.hint.setStyleSheet("color: #666;")
         header.addWidget(self.title)
         header.addWidget(self.hint, 1)
         header.addWidget(self.logColorsCheck)
@@ -103,6 +81,8 @@ class TrajectoryView(QWidget):
         self.plot = TimedPlotWidget(background="w")
         self.item = self.plot.getPlotItem()
         self.item.showGrid(x=True, y=True, alpha=0.2)
+        for name in ("left", "bottom"):
+            self.item.getAxis(name).enableAutoSIPrefix(False)
         cache_axes(self.item)
         self.item.hideButtons()  # our Fit button replaces pyqtgraph's auto-range "A"
         layout.addWidget(self.plot, 1)
@@ -110,77 +90,83 @@ class TrajectoryView(QWidget):
         self.image = pg.ImageItem()
         self.image.setColorMap(self.colormap)
         self.image.setZValue(-10)
-        # Cached as a pixmap: the path moves every frame, the landscape only on a new range.
+        # Cached as a pixmap: the paths move every frame, the landscape only on a new range.
         self.image.setCacheMode(self.image.CacheMode.DeviceCoordinateCache)
         self.colorbar: pg.ColorBarItem | None = None
         self.landscape_curve = pg.PlotDataItem(pen=pg.mkPen("#555", width=1))
-        self.path = pg.PlotDataItem(pen=pg.mkPen("#ff1744", width=1), symbol="o", symbolSize=4,
-                                    symbolBrush="#ff5252", symbolPen=None)
         self.start_marker = Marker("#00c853", 14, outline="black")
-        self.current_marker = Marker("#ff1744", 13)
+        self.drawings: dict[int, _RunDrawing] = {}
         self.lines: list[pg.PlotDataItem] = []
         self.legend: pg.LegendItem | None = None
 
-        self.problem: Problem | None = None
         self.layout_: ColumnLayout | None = None
         self.mode = "none"
         self.axes: list[tuple[str, int]] = []
         self.base = np.zeros(0)
-        self.start = np.zeros(0)
         self.z: np.ndarray | None = None
+        self._image_rect = QRectF()
+        self.selected: int | None = None
         self._auto_log = True
         self._updating_range = False
         self._user_range = False
-        self._landscape_x: tuple | None = None
-        self._drawn: dict[str, object] = {}
+        self._landscape_key: tuple | None = None
+        self._token = 0
         self._recompute = QTimer(self, singleShot=True, interval=150)
         self._recompute.timeout.connect(self.update_landscape)
         self.item.getViewBox().sigRangeChangedManually.connect(self._on_view_range_changed_manually)
         self.item.getViewBox().sigRangeChanged.connect(self._on_view_range_changed)
         self.plot.scene().sigMouseClicked.connect(self._on_scene_mouse_clicked)
 
+    @property
+    def path(self) -> pg.PlotDataItem | None:
+        """The selected run's path."""
+        drawing = self.drawings.get(self.selected) if self.selected is not None else None
+        return drawing.path if drawing else None
+
+    @property
+    def current_marker(self) -> Marker | None:
+        drawing = self.drawings.get(self.selected) if self.selected is not None else None
+        return drawing.marker if drawing else None
+
     # --- setup --------------------------------------------------------------------------
 
-    def configure(self, problem: Problem, layout: ColumnLayout, start: np.ndarray,
+    def configure(self, layout: ColumnLayout, start: np.ndarray,
                   landscape: dict[str, list[float]] | None) -> None:
-        """A new problem: choose the mode and range, and draw the landscape."""
-        self.problem, self.layout_ = problem, layout
-        self.axes = landscape_axes(layout)
+        """A new problem: choose the mode and range, and ask for the landscape."""
+        self.layout_ = layout
+        self.axes = layout.trainable_axes()
         self.base = np.asarray(start, dtype=np.float64).copy()
-        self.start = self.base.copy()
         self.z = None
+        self._token += 1  # a landscape still on its way for the old problem is dropped
         self._auto_log = True
         self._user_range = bool(landscape)
         self.item.clear()
-        if self.legend is not None:
-            self.legend.scene() and self.legend.scene().removeItem(self.legend)
-            self.legend = None
-        if self.colorbar is not None:
-            self.colorbar.scene() and self.colorbar.scene().removeItem(self.colorbar)
-            self.colorbar = None
+        if self.legend is not None and self.legend.scene() is not None:
+            self.legend.scene().removeItem(self.legend)
+        self.legend = None
+        self.drawings = {}
         self.lines = []
-        self._landscape_x = None
-        self._drawn = {}
+        self._landscape_key = None
         n = len(self.axes)
         self.mode = "1d" if n == 1 else "2d" if n == 2 else "lines"
         self.item.setLogMode(False, False)
+        if self.colorbar is not None:
+            self.colorbar.setVisible(self.mode == "2d")
         self.logColorsCheck.setVisible(self.mode == "2d")
         self.fitButton.setVisible(self.mode != "lines")
         if self.mode == "2d":
             self.item.addItem(self.image)
-            self.item.addItem(self.path)
-            self._add_markers()
             self.item.setLabel("bottom", self.axes[0][0])
             self.item.setLabel("left", self.axes[1][0])
-            self.colorbar = pg.ColorBarItem(colorMap=self.colormap, interactive=False, width=12)
-            self.colorbar.setImageItem(self.image, insert_in=self.item)
-            self.colorbar.axis.setCacheMode(self.colorbar.axis.CacheMode.DeviceCoordinateCache)
+            if self.colorbar is None:  # made once: its cell in the plot's layout stays taken
+                self.colorbar = pg.ColorBarItem(colorMap=self.colormap, interactive=False, width=12)
+                self.colorbar.setImageItem(self.image, insert_in=self.item)
+                self.colorbar.axis.setCacheMode(self.colorbar.axis.CacheMode.DeviceCoordinateCache)
+            self.colorbar.show()
             self.hint.setText("click to start there; drag to pan, wheel to zoom")
             self.title.setText("<b>Loss landscape</b>")
         elif self.mode == "1d":
             self.item.addItem(self.landscape_curve)
-            self.item.addItem(self.path)
-            self._add_markers()
             self.item.setLabel("bottom", self.axes[0][0])
             self.item.setLabel("left", "loss")
             self.hint.setText("click to start there")
@@ -188,30 +174,64 @@ class TrajectoryView(QWidget):
         else:
             self.item.setLabel("bottom", "step")
             self.item.setLabel("left", "value")
-            self.legend = self.item.addLegend(offset=(-10, 10))
-            cols = layout.param_columns
-            shown = [i for _, i in self.axes][:MAX_LINES]
-            for k, i in enumerate(shown):
-                pen = pg.mkPen(pg.intColor(k, hues=max(len(shown), 3)), width=1)
-                self.lines.append(self.item.plot([], [], pen=pen, name=cols[i]))
-            more = len(self.axes) - len(shown)
-            self.hint.setText(f"{len(self.axes)} elements" + (f"; the first {MAX_LINES} shown"
-                                                               if more > 0 else ""))
             self.title.setText("<b>Parameters</b>")
             self.item.disableAutoRange()
             self._set_range(([0, 10], [-1, 1]), both=True)
             return
+        self.start_marker.point = None
+        self.start_marker.hide()
+        self.item.addItem(self.start_marker, ignoreBounds=True)
         self._set_range(self._initial_range(landscape))
         self.update_landscape()
 
-    def _add_markers(self) -> None:
-        for marker in (self.start_marker, self.current_marker):
-            marker.point = None
-            marker.hide()
-            self.item.addItem(marker, ignoreBounds=True)
+    def set_runs(self, runs: list[Run], selected: int | None) -> None:
+        """One path and marker per run (landscape modes), or the selected run's elements."""
+        self.selected = selected
+        if self.mode == "lines":
+            self._build_lines(next((r for r in runs if r.id == selected), None))
+            return
+        wanted = {r.id for r in runs}
+        for run_id in list(self.drawings):
+            if run_id not in wanted:
+                drawing = self.drawings.pop(run_id)
+                self.item.removeItem(drawing.path)
+                self.item.removeItem(drawing.marker)
+        for run in runs:
+            drawing = self.drawings.get(run.id)
+            color = run.settings.color or "#ff1744"
+            if drawing is None:
+                drawing = _RunDrawing(color)
+                self.drawings[run.id] = drawing
+                self.item.addItem(drawing.path)
+                drawing.marker.point = None
+                self.item.addItem(drawing.marker, ignoreBounds=True)
+            drawing.path.setPen(pg.mkPen(color, width=2 if run.id == selected else 1))
+            drawing.path.setSymbolBrush(color)
+            drawing.marker.setBrush(pg.mkBrush(color))
+            drawing.path.setVisible(run.settings.visible)
+            drawing.marker.setVisible(run.settings.visible and drawing.marker.point is not None)
+            drawing.path.setZValue(2 if run.id == selected else 1)
+
+    def _build_lines(self, run: Run | None) -> None:
+        # The legend is made anew with the lines, so lines and names always match.
+        for line in self.lines:
+            self.item.removeItem(line)
+        if self.legend is not None and self.legend.scene() is not None:
+            self.legend.scene().removeItem(self.legend)
+        self.legend = self.item.addLegend(offset=(-10, 10), labelTextSize="9pt")
+        self.lines = []
+        cols = self.layout_.param_columns
+        shown = [i for _, i in self.axes][:MAX_LINES]
+        for k, i in enumerate(shown):
+            pen = pg.mkPen(pg.intColor(k, hues=max(len(shown), 3)), width=1)
+            self.lines.append(self.item.plot([], [], pen=pen, name=cols[i]))
+        more = len(self.axes) - len(shown)
+        who = f" of {run.label}" if run is not None else ""
+        self.hint.setText(f"{len(self.axes)} elements{who}" +
+                          (f"; the first {MAX_LINES} shown" if more > 0 else ""))
 
     def _initial_range(self, landscape: dict[str, list[float]] | None) -> tuple:
-        pts = self.start[[i for _, i in self.axes]]
+        pts = self.base[[i for _, i in self.axes]]
         spans = [max(1.0, 1.5 * abs(v)) for v in pts]
         ranges = [[v - s, v + s] for v, s in zip(pts, spans)]
         if landscape:
@@ -232,27 +252,35 @@ class TrajectoryView(QWidget):
     # --- landscape ----------------------------------------------------------------------
 
     def update_landscape(self) -> None:
-        """Evaluate the loss over the visible range (one vectorized call)."""
-        if self.problem is None or self.mode not in ("1d", "2d"):
+        """Ask for the loss over the visible range (the answer comes to show_landscape)."""
+        if self.layout_ is None or self.mode not in ("1d", "2d"):
             return
         (x0, x1), (y0, y1) = self.item.getViewBox().viewRange()
+        key = (x0, x1) if self.mode == "1d" else (x0, x1, y0, y1)
+        if key == self._landscape_key:
+            return  # only the y range moved in 1-D: the curve is still right
+        self._landscape_key = key
+        self._token += 1
         idx = [i for _, i in self.axes]
         if self.mode == "1d":
-            if self._landscape_x == (x0, x1):
-                return  # only the y range moved: the curve is still right
-            self._landscape_x = (x0, x1)
-            xs = np.linspace(x0, x1, GRID_1D)
-            loss = evaluate_landscape(self.problem, self.layout_, self.base, idx, xs[:, None])
-            self.landscape_curve.setData(xs, loss, connect="finite")
-            self._autorange_y(loss)
+            self.landscapeRequested.emit(self.base, idx, np.linspace(x0, x1, GRID_1D), None,
+                                         self._token)
+        else:
+            self.landscapeRequested.emit(self.base, idx, np.linspace(x0, x1, GRID_2D),
+                                         np.linspace(y0, y1, GRID_2D), self._token)
+
+    def show_landscape(self, grid: LandscapeGrid) -> None:
+        """Draw an answer to the latest request (older ones are dropped)."""
+        if grid.token != self._token:
             return
-        xs = np.linspace(x0, x1, GRID_2D)
-        ys = np.linspace(y0, y1, GRID_2D)
-        gx, gy = np.meshgrid(xs, ys, indexing="ij")
-        z = evaluate_landscape(self.problem, self.layout_, self.base, idx,
-                               np.column_stack([gx.ravel(), gy.ravel()])).reshape(GRID_2D, GRID_2D)
-        self.z = z
-        self._draw_image(QRectF(x0, y0, x1 - x0, y1 - y0))
+        if self.mode == "1d" and grid.ys is None:
+            self.landscape_curve.setData(grid.xs, grid.z, connect="finite")
+            self._autorange_y(grid.z)
+        elif self.mode == "2d" and grid.ys is not None:
+            self.z = grid.z
+            x0, x1, y0, y1 = grid.xs[0], grid.xs[-1], grid.ys[0], grid.ys[-1]
+            self._image_rect = QRectF(x0, y0, x1 - x0, y1 - y0)
+            self._draw_image(self._image_rect)
 
     def _autorange_y(self, loss: np.ndarray) -> None:
         finite = loss[np.isfinite(loss)]
@@ -271,13 +299,13 @@ class TrajectoryView(QWidget):
             return
         lo, hi = float(finite.min()), float(finite.max())
         if self._auto_log:
-            # Steep (Rosenbrock): most of the map sits in the bottom tenth of the range, so
-            # linear colors would paint it all one color.
+            # Steep or many-welled (Rosenbrock, Himmelblau): most of the map sits low in the
+            # range, so linear colours would paint it nearly all one colour.
             median = float(np.median(finite))
-            steep = (median - lo) < 0.1 * (hi - lo)
-            blocker_state = self.logColorsCheck.blockSignals(True)
+            steep = (median - lo) < 0.2 * (hi - lo)
+            blocked = self.logColorsCheck.blockSignals(True)
             self.logColorsCheck.setChecked(steep)
-            self.logColorsCheck.blockSignals(blocker_state)
+            self.logColorsCheck.blockSignals(blocked)
         if self.logColorsCheck.isChecked():
             eps = max(1e-12, 1e-9 * (hi - lo))
             shown = np.log10(z - lo + eps)
@@ -286,7 +314,8 @@ class TrajectoryView(QWidget):
             shown = z
             label = "loss"
         shown = np.where(np.isfinite(shown), shown, np.nanmax(shown[np.isfinite(shown)]))
-        levels = (float(shown.min()), float(shown.max()) if shown.max() > shown.min() else float(shown.min()) + 1)
+        levels = (float(shown.min()), float(shown.max()) if shown.max() > shown.min()
+                  else float(shown.min()) + 1)
         self.image.setImage(shown, levels=levels)
         self.image.setRect(rect)
         if self.colorbar is not None:
@@ -296,69 +325,83 @@ class TrajectoryView(QWidget):
     def _on_log_colors_toggled(self, _on: bool) -> None:
         self._auto_log = False
         if self.z is not None:
-            (x0, x1), (y0, y1) = self.item.getViewBox().viewRange()
-            self._draw_image(QRectF(x0, y0, x1 - x0, y1 - y0))
+            self._draw_image(self._image_rect)
 
     # --- live data ----------------------------------------------------------------------
 
-    def refresh(self, history: History | None, current: np.ndarray, current_loss: float,
-                start: np.ndarray | None = None) -> None:
-        """Redraw the path from ``history`` and the current point."""
-        if self.problem is None or not len(current):
+    def refresh(self, runs: list[Run], selected: int | None) -> None:
+        """Redraw every visible run's path and marker from its history."""
+        if self.layout_ is None:
             return
-        if start is not None:
-            self.start = np.asarray(start, dtype=np.float64)
+        self.selected = selected
         idx = [i for _, i in self.axes]
-        rows = history.params if history is not None and len(history) else np.zeros((0, len(current)))
         if self.mode == "lines":
-            steps = history.steps if history is not None else np.zeros(0)
-            keep = _thin(steps, MAX_PATH_POINTS)
+            run = next((r for r in runs if r.id == selected), None)
+            if run is None:
+                return
+            steps, rows = run.history.steps, run.history.params
+            keep = thin(steps, MAX_PATH_POINTS)
             for line, i in zip(self.lines, idx):
                 line.setData(steps[keep], rows[keep, i])
             if len(steps):
                 vb = self.item.getViewBox()
-                (x0, x1), (y0, y1) = vb.viewRange()
+                (_x0, _x1), (y0, y1) = vb.viewRange()
                 right = max(10.0, 2 ** math.ceil(math.log2(max(float(steps[-1]), 1.0) * 1.05)))
-                shown = rows[:, idx[:MAX_LINES]]
-                new_y = sticky_range((y0, y1), *finite_bounds(shown))
+                new_y = sticky_range((y0, y1), *finite_bounds(rows[:, idx[:MAX_LINES]]))
                 self._set_range(([0, right], list(new_y) if new_y else [y0, y1]), both=True)
+            else:
+                self._set_range(([0, 10], [-1, 1]), both=True)
             return
-        if self.mode == "2d":
-            pts = np.vstack([rows[:, idx], current[idx][None, :]])
-            keep = _thin(pts, MAX_PATH_POINTS)
-            self._set_path(pts[keep, 0], pts[keep, 1], symbol_size=5)
-            s = self.start[idx]
-            self._mark(self.start_marker, s[0], s[1])
-            self._mark(self.current_marker, current[idx[0]], current[idx[1]])
-            if not self._user_range:
-                self._grow_range(pts)
+        everything = []
+        starts = set()
+        for run in runs:
+            drawing = self.drawings.get(run.id)
+            if drawing is None or not run.settings.visible:
+                continue
+            history = run.history
+            rows = history.params if len(history) else np.zeros((0, len(run.values)))
+            start = rows[0] if len(rows) else run.values
+            starts.add(tuple(start[idx]))
+            if self.mode == "2d":
+                pts = np.vstack([rows[:, idx], run.values[idx][None, :]])
+                keep = thin(pts, MAX_PATH_POINTS)
+                self._set_path(drawing, pts[keep, 0], pts[keep, 1], 5)
+                drawing.marker.move_to(run.values[idx[0]], run.values[idx[1]])
+                everything.append(pts)
+            else:
+                xs = np.append(rows[:, idx[0]], run.values[idx[0]])
+                losses = np.append(history.loss, run.loss)
+                known = np.isfinite(losses)  # an unknown loss (not evaluated yet) is not drawn
+                xs, losses = xs[known], losses[known]
+                keep = thin(xs, MAX_PATH_POINTS)
+                self._set_path(drawing, xs[keep], losses[keep], 6)
+                drawing.marker.move_to(run.values[idx[0]], run.loss)
+                everything.append(xs[:, None] if len(xs) else run.values[idx][None, :])
+        if len(starts) == 1:
+            (s,) = starts
+            if self.mode == "2d":
+                self.start_marker.move_to(s[0], s[1])
+            else:
+                run = next((r for r in runs if r.id in self.drawings and r.settings.visible), None)
+                first = run.history.loss[0] if run is not None and len(run.history) else (
+                    run.loss if run is not None else math.nan)
+                self.start_marker.move_to(s[0], first)
         else:
-            xs = np.append(rows[:, idx[0]], current[idx[0]])
-            losses = np.append(history.loss if history is not None and len(history) else [], current_loss)
-            keep = _thin(xs, MAX_PATH_POINTS)
-            self._set_path(xs[keep], losses[keep], symbol_size=6)
-            s = self.start[idx[0]]
-            s_loss = history.loss[0] if history is not None and len(history) else current_loss
-            self._mark(self.start_marker, s, s_loss)
-            self._mark(self.current_marker, current[idx[0]], current_loss)
-            if not self._user_range:
-                self._grow_range(xs[:, None])
+            self.start_marker.move_to(math.nan, math.nan)
+        if everything and not self._user_range:
+            self._grow_range(np.vstack(everything))
 
-    def _set_path(self, x: np.ndarray, y: np.ndarray, symbol_size: int) -> None:
+    def _set_path(self, drawing: _RunDrawing, x: np.ndarray, y: np.ndarray, size: int) -> None:
         # Dots show each step in slow motion; on long paths they would cost more than the line.
         few = len(x) <= 300
-        if self._drawn.get("symbols") != few:
-            self._drawn["symbols"] = few
-            self.path.setSymbol("o" if few else None)
-            self.path.setSymbolSize(symbol_size)
-        self.path.setData(x, y, connect="finite")
-
-    @staticmethod
-    def _mark(marker: Marker, x: float, y: float) -> None:
-        marker.move_to(float(x), float(y))
+        if drawing.symbols != few:
+            drawing.symbols = few
+            drawing.path.setSymbol("o" if few else None)
+            drawing.path.setSymbolSize(size)
+        drawing.path.setData(x, y, connect="finite")
 
     def _grow_range(self, pts: np.ndarray) -> None:
-        """Widen the view when the path leaves it (unless the user chose a range)."""
+        """Widen the view when a path leaves it (unless the user chose a range)."""
         finite = pts[np.isfinite(pts).all(axis=1)]
         if not len(finite):
             return
@@ -371,17 +414,21 @@ class TrajectoryView(QWidget):
 
     def fit_to_path(self, _checked: bool = False, points: np.ndarray | None = None,
                     keep_user: bool = False, margin: float = 0.2) -> None:
-        """Fit the range to the path (and the start), with some margin."""
+        """Fit the range to the paths (and the start), with some margin."""
         if self.mode not in ("1d", "2d"):
             return
         idx = [i for _, i in self.axes]
         if points is None:
-            xs, ys = self.path.getData()
-            points = np.column_stack([xs, ys])[:, :len(idx)] if xs is not None and len(xs) else \
-                self.start[idx][None, :]
+            parts = []
+            for drawing in self.drawings.values():
+                xs, ys = drawing.path.getData()
+                if xs is not None and len(xs) and drawing.path.isVisible():
+                    parts.append(np.column_stack([xs, ys])[:, :len(idx)])
+            points = np.vstack(parts) if parts else self.base[idx][None, :]
             if self.mode == "1d":
                 points = points[:, :1]
-        points = np.vstack([points, self.start[idx][None, :]])
+        points = points[np.isfinite(points).all(axis=1)]
+        points = np.vstack([points, self.base[idx][None, :]])
         lo, hi = points.min(axis=0), points.max(axis=0)
         span = np.maximum(hi - lo, np.maximum(0.5, 0.2 * np.abs(hi + lo) / 2))
         pad = margin * span
@@ -413,17 +460,12 @@ class TrajectoryView(QWidget):
         if not vb.sceneBoundingRect().contains(event.scenePos()):
             return
         point = vb.mapSceneToView(event.scenePos())
-        start = self.start.copy()
-        idx = [i for _, i in self.axes]
-        start[idx[0]] = point.x()
-        if self.mode == "2d":
-            start[idx[1]] = point.y()
         event.accept()
-        self.startPointChosen.emit(start)
+        self.click_at(point.x(), point.y() if self.mode == "2d" else None)
 
     def click_at(self, x: float, y: float | None = None) -> None:
         """Choose a start point as a click at (x, y) in data coordinates would."""
-        start = self.start.copy()
+        start = self.base.copy()
         idx = [i for _, i in self.axes]
         start[idx[0]] = x
         if y is not None and len(idx) > 1:

@@ -1,0 +1,61 @@
+"""``gdviz grad``: one forward and backward pass at the initial values."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import torch
+
+from ..core import jsonsafe
+from ..core.device import resolve_device
+from .options import EXIT_OK, add_problem_options, session_from_args
+from .output import tensor_text
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("grad", help="one forward and backward pass at the initial values")
+    add_problem_options(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(handler=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    session = session_from_args(args, optimizer_flags=False)
+    problem = session.build_problem()
+    device = resolve_device(session.device)
+    values = {n: t.clone().to(device).requires_grad_(n not in problem.frozen)
+              for n, t in problem.initial.items()}
+    y, loss = problem.forward(values)
+    trainable = [values[n] for n in problem.trainable]
+    found = torch.autograd.grad(loss, trainable, allow_unused=True, materialize_grads=True) \
+        if loss.requires_grad else [torch.zeros_like(t) for t in trainable]
+    grads = dict.fromkeys(problem.names)
+    grads.update(zip(problem.trainable, found))
+    report = jsonsafe.plain({
+        "y": _nested(y), "loss": _nested(loss),
+        "params": {n: _nested(v) for n, v in values.items()},
+        "grads": {n: (None if g is None else _nested(g)) for n, g in grads.items()},
+        "grad_fn": type(y.grad_fn).__name__ if y.grad_fn is not None else None,
+        "loss_summed": problem.loss_summed,
+    })
+    if args.save_session:
+        session.save(args.save_session)
+    if args.json:
+        print(json.dumps(report))
+        return EXIT_OK
+    print(f"y = {tensor_text(y, 4)}" + (f"   (grad_fn={report['grad_fn']})" if report["grad_fn"] else ""))
+    print(f"loss = {float(loss.detach()):.6g}" + ("   (the loss expression is not a single "
+                                                "number, so its elements are summed)"
+                                                if problem.loss_summed else ""))
+    for name, value in values.items():
+        g = grads[name]
+        print(f"{name} = {tensor_text(value, len(name) + 3)}")
+        prefix = f"  grad {name} = "
+        print(prefix + ("none (frozen)" if g is None else tensor_text(g, len(prefix))))
+    return EXIT_OK
+
+
+def _nested(tensor: torch.Tensor):
+    return np.asarray(tensor.detach().cpu().to(torch.float64)).tolist()

@@ -1,0 +1,518 @@
+"""The engine: every run of a set stepped together as one batched torch computation.
+
+The parameters of all active runs are stacked along a leading run dimension (one tensor per
+parameter), so one forward and one backward pass serve every run, and the updates of runs
+that share an update rule are a few tensor operations (:mod:`.updates`). A single run is a
+set of one; there is no other code path.
+
+:meth:`Engine.run` is a plain generator of :class:`EngineBatch` (numpy only), one at most
+every ``max_batch_s`` seconds. There is no host sync per step (on CUDA the GPU runs ahead):
+each step keeps references to the tensors it made (nothing is updated in place, so no
+copies are needed) and they are converted once per batch. Per batch, for every run, the
+engine then finds the first step whose loss, parameters or gradient are not finite, and the
+first whose loss reaches the tolerance. A run stopped by either is put back exactly to the
+step it stopped at, optimizer state included, by replaying its updates from the batch's
+start with the recorded gradients: the same result as checking every step.
+
+Each step evaluates the point it moves to, so at the end of a batch the current point's
+loss and gradient are known and checked: a run never rests on a point whose loss is not
+finite, and the next batch starts by updating with the gradient already computed.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Mapping
+
+import numpy as np
+import torch
+
+from .errors import GdvizError
+from .optimizers import normalize_hypers
+from .problem import Problem
+from .status import Status
+from .records import EngineBatch, EngineRun, RowState, RunProgress, RunRows
+from .updates import UpdateGroup, rule_of
+
+#: At most this many numbers are recorded per batch (rows x runs x columns), so a huge set
+#: of runs or parameters yields smaller batches instead of a huge one.
+_MAX_BATCH_VALUES = 8_000_000
+
+
+class Engine:
+    """Owns the tensors and optimizer states of a set of runs of one :class:`Problem`."""
+
+    def __init__(self, problem: Problem, device: torch.device | str = "cpu",
+                 max_steps: int = 1000, tol: float | None = None, max_batch_s: float = 0.016):
+        if not problem.trainable:
+            raise GdvizError("every parameter is frozen, so there is nothing to train")
+        self.problem = problem
+        self.device = torch.device(device)
+        self.max_steps = int(max_steps)
+        self.tol = tol
+        self.max_batch_s = max_batch_s
+        self.layout = problem.layout
+        self.runs: dict[int, EngineRun] = {}
+        self.elapsed_s = 0.0
+        self.executed = 0  # steps computed, including any rolled back at a stop
+        self._loss_fn = problem.batched_loss()
+        self._slices = self.layout.param_slices
+        self._packed: _Packed | None = None
+
+    # --- the set of runs ----------------------------------------------------------------
+
+    def add_run(self, run: EngineRun) -> None:
+        run.hypers = normalize_hypers(run.optimizer, run.hypers)
+        run.values = np.asarray(run.values, dtype=np.float64).reshape(-1)
+        if run.values.shape != (len(self.layout.param_columns),):
+            raise GdvizError(f"run {run.id}: expected {len(self.layout.param_columns)} values, "
+                             f"got {run.values.size}")
+        self._unpack()
+        self.runs[run.id] = run
+        self._reopen(run)
+
+    def _reopen(self, run: EngineRun) -> None:
+        """A run stopped by a limit that no longer holds can go on."""
+        if run.status == Status.RUNNING:
+            run.status = Status.PAUSED
+        if run.status == Status.FINISHED and run.step < self.max_steps:
+            run.status = Status.PAUSED
+        if run.status == Status.CONVERGED and (self.tol is None or
+                                               not self.loss_at(run.values) <= self.tol):
+            run.status = Status.PAUSED
+
+    def remove_run(self, run_id: int) -> None:
+        self._unpack()
+        self.runs.pop(run_id, None)
+
+    def set_hyper(self, run_id: int, name: str, value: Any) -> None:
+        """Takes effect at the next step. The optimizer state is kept unless the change
+        needs another update rule (momentum switched on, say), which starts it fresh."""
+        run = self.runs[run_id]
+        new = normalize_hypers(run.optimizer, {**run.hypers, name: value})
+        packed = self._packed
+        if packed is not None and run_id in packed.ids and \
+                rule_of(run.optimizer, new) == rule_of(run.optimizer, run.hypers):
+            group, row = packed.group_of(run_id)
+            group.set_hyper(row, name, value)
+            run.hypers = new
+            return
+        self._unpack()
+        if rule_of(run.optimizer, new) != rule_of(run.optimizer, run.hypers):
+            run.state = None
+        run.hypers = new
+
+    def set_optimizer(self, run_id: int, name: str, hypers: Mapping[str, Any] | None = None) -> None:
+        """Switch optimizer from the current point, with a fresh optimizer state."""
+        self._unpack()
+        run = self.runs[run_id]
+        run.optimizer, run.hypers, run.state = name, normalize_hypers(name, hypers), None
+
+    def set_limits(self, max_steps: int | None = None, tol: float | None | str = "keep") -> None:
+        """A new step limit or tolerance; a finished or converged run that the new limits
+        let go on becomes paused again."""
+        self._unpack()
+        if max_steps is not None:
+            self.max_steps = int(max_steps)
+        if tol != "keep":
+            self.tol = tol  # type: ignore[assignment]
+        for run in self.runs.values():
+            self._reopen(run)
+
+    def reset(self, run_id: int, values: np.ndarray, step: int = 0,
+              state: RowState | None = None) -> None:
+        """Put a run at ``values`` and ``step`` with a fresh (or the given) optimizer state."""
+        self._unpack()
+        run = self.runs[run_id]
+        run.values = np.asarray(values, dtype=np.float64).reshape(-1).copy()
+        run.step, run.state, run.message = int(step), state, ""
+        run.status = Status.PAUSED if step else Status.IDLE
+
+    def export(self) -> dict[int, EngineRun]:
+        """Every run with its current values and optimizer state (copies, plain data)."""
+        self._unpack()
+        return {i: copy.deepcopy(r) for i, r in self.runs.items()}
+
+    # --- evaluation without stepping ----------------------------------------------------
+
+    def loss_at(self, flat: np.ndarray) -> float:
+        """The loss at one point (flat values)."""
+        values = self._stack([np.asarray(flat, dtype=np.float64)])
+        with torch.no_grad():
+            return float(self._loss_fn(values)[0])
+
+    # --- stepping -----------------------------------------------------------------------
+
+    def runnable(self) -> list[int]:
+        return [i for i, r in self.runs.items() if not r.status.stopped
+                and r.step < self.max_steps]
+
+    def run(self, steps: int | None = None, max_batch_s: float | None = None
+            ) -> Iterator[EngineBatch]:
+        """Step every runnable run ``steps`` more times (None: up to the step limit), in lock
+        step, yielding a batch at most every ``max_batch_s`` seconds."""
+        budget = self.max_batch_s if max_batch_s is None else max_batch_s
+        try:
+            self._pack()
+            first = self._check_current(self._packed)
+            if first.runs:
+                yield first
+            done = 0
+            while self._packed is not None and self._packed.ids:
+                packed = self._packed
+                left = int((self.max_steps - packed.base).min())
+                if steps is not None:
+                    left = min(left, steps - done)
+                if left <= 0:
+                    break
+                per_row = len(packed.ids) * (len(self.layout.param_columns) +
+                                             len(self.layout.grad_columns) + 1)
+                left = min(left, max(1, _MAX_BATCH_VALUES // per_row - 1))
+                batch = self._batch(packed, left, time.perf_counter() + budget)
+                done += batch.steps_done
+                yield batch
+        finally:  # also when the caller stops iterating early (a pause)
+            self._finish_paused()
+
+    def _finish_paused(self) -> None:
+        # The caller's loop is over; the runs still in the pack are paused (or finished).
+        packed = self._packed
+        if packed is None:
+            return
+        for i in packed.ids:
+            run = self.runs[i]
+            run.status = Status.FINISHED if run.step >= self.max_steps else Status.PAUSED
+
+    # --- packing: runs <-> stacked tensors ----------------------------------------------
+
+    def _stack(self, rows: list[np.ndarray]) -> dict[str, torch.Tensor]:
+        flat = torch.as_tensor(np.stack(rows), dtype=torch.float32, device=self.device)
+        return {name: flat[:, sl].reshape((len(rows),) + self.layout.shapes[name])
+                for name, sl in self._slices.items()}
+
+    def _pack(self) -> None:
+        if self._packed is not None:
+            return
+        ids = self.runnable()
+        if not ids:
+            return
+        runs = [self.runs[i] for i in ids]
+        values = self._stack([r.values for r in runs])
+        trainable = {n: values[n].clone() for n in self.problem.trainable}
+        frozen = {n: values[n].clone() for n in self.problem.frozen}
+        groups: dict[tuple, list[int]] = {}
+        for pos, r in enumerate(runs):
+            groups.setdefault((r.optimizer, rule_of(r.optimizer, r.hypers)), []).append(pos)
+        shapes = {n: self.layout.shapes[n] for n in self.problem.trainable}
+        packed = _Packed(ids, trainable, frozen, np.array([r.step for r in runs], np.int64),
+                         seed=torch.ones(len(ids), device=self.device))
+        for (optimizer, _rule), positions in groups.items():
+            group = UpdateGroup(optimizer, [runs[p].hypers for p in positions], shapes,
+                                self.device, [runs[p].state for p in positions])
+            index = None if len(positions) == len(runs) else \
+                torch.as_tensor(positions, dtype=torch.long, device=self.device)
+            packed.groups.append((group, positions, index))
+        for r in runs:
+            r.status = Status.RUNNING
+        self._packed = packed
+
+    def _unpack(self) -> None:
+        """Write the stacked state back into the plain runs and drop the tensors."""
+        packed = self._packed
+        if packed is None:
+            return
+        self._packed = None
+        values = self._flat_rows(packed.trainable, packed.frozen)
+        for pos, i in enumerate(packed.ids):
+            run = self.runs[i]
+            run.values = values[pos]
+            run.step = int(packed.base[pos])
+            if run.status == Status.RUNNING:
+                run.status = Status.FINISHED if run.step >= self.max_steps else Status.PAUSED
+        for group, positions, _index in packed.groups:
+            for pos, state in zip(positions, group.export()):
+                self.runs[packed.ids[pos]].state = state
+
+    def _flat_rows(self, trainable: Mapping[str, torch.Tensor],
+                   frozen: Mapping[str, torch.Tensor]) -> np.ndarray:
+        parts = [(trainable.get(n) if n in trainable else frozen[n]) for n in self.problem.names]
+        rows = parts[0].shape[0]
+        return torch.cat([p.detach().reshape(rows, -1) for p in parts], dim=1) \
+            .to(torch.float64).cpu().numpy()
+
+    # --- one forward and backward for every run -----------------------------------------
+
+    def _evaluate(self, trainable: dict[str, torch.Tensor], frozen: Mapping[str, torch.Tensor],
+                  seed: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The loss of every run and its gradient, in one forward and one backward pass."""
+        for t in trainable.values():
+            t.requires_grad_()
+        loss = self._loss_fn({**trainable, **frozen} if frozen else trainable)
+        grads = {}
+        if loss.requires_grad:
+            _backward(loss, seed)
+        for name, t in trainable.items():
+            grads[name] = t.grad if t.grad is not None else torch.zeros_like(t)
+            t.grad = None
+            t.requires_grad_(False)
+        return loss.detach(), grads
+
+    def _update(self, packed: "_Packed", params: dict[str, torch.Tensor],
+                grads: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        if len(packed.groups) == 1:
+            return packed.groups[0][0].step(params, grads)
+        out = {n: torch.empty_like(p) for n, p in params.items()}
+        for group, _positions, index in packed.groups:
+            new = group.step({n: p.index_select(0, index) for n, p in params.items()},
+                             {n: g.index_select(0, index) for n, g in grads.items()})
+            for n, t in new.items():
+                out[n].index_copy_(0, index, t)
+        return out
+
+    # --- the loop -----------------------------------------------------------------------
+
+    def _check_current(self, packed: "_Packed | None") -> EngineBatch:
+        """Evaluate the runs that are about to start, and stop those whose current point is
+        already bad (outside the function's domain) or already within the tolerance."""
+        batch = EngineBatch(elapsed_s=self.elapsed_s)
+        if packed is None or packed.loss is not None:
+            return batch
+        packed.loss, packed.grads = self._evaluate(packed.trainable, packed.frozen, packed.seed)
+        rows = self._rows(packed, [packed.loss], {n: [t] for n, t in packed.trainable.items()},
+                          {n: [g] for n, g in packed.grads.items()})
+        self._settle(packed, batch, *rows, n=0, snapshot=None)
+        batch.runs = batch.ended  # the others have nothing to report yet
+        return batch
+
+    def _batch(self, packed: "_Packed", limit: int, deadline: float) -> EngineBatch:
+        started = time.perf_counter()
+        snapshot = (dict(packed.trainable), [g.snapshot() for g, _, _ in packed.groups])
+        params = dict(packed.trainable)
+        grads = packed.grads
+        losses = [packed.loss]
+        rec_params = {n: [t] for n, t in params.items()}
+        rec_grads = {n: [g] for n, g in grads.items()}
+        frozen, seed = packed.frozen, packed.seed
+        count = 0
+        while count < limit:
+            params = self._update(packed, params, grads)
+            loss, grads = self._evaluate(params, frozen, seed)
+            losses.append(loss)
+            for n, t in params.items():
+                rec_params[n].append(t)
+                rec_grads[n].append(grads[n])
+            count += 1
+            if time.perf_counter() >= deadline:
+                break
+        packed.trainable, packed.loss, packed.grads = params, losses[-1], grads
+        self.executed += count
+        batch = EngineBatch(steps_done=count)
+        rows = self._rows(packed, losses, rec_params, rec_grads)
+        self._settle(packed, batch, *rows, n=count, snapshot=snapshot, rec_grads=rec_grads)
+        self.elapsed_s += time.perf_counter() - started
+        batch.elapsed_s = self.elapsed_s
+        return batch
+
+    def _rows(self, packed, losses, rec_params, rec_grads):
+        """Per-step records as numpy: loss (n+1, A), params (n+1, A, P), grads (n+1, A, G)."""
+        k, a = len(losses), len(packed.ids)
+        parts = []
+        for name in self.problem.names:
+            if name in rec_params:
+                parts.append(torch.stack(rec_params[name]).reshape(k, a, -1))
+            else:
+                parts.append(packed.frozen[name].reshape(1, a, -1).expand(k, a, -1))
+        params = torch.cat(parts, dim=2) if len(parts) > 1 else parts[0]
+        grads = [torch.stack(rec_grads[n]).reshape(k, a, -1) for n in self.problem.trainable]
+        grads = torch.cat(grads, dim=2) if len(grads) > 1 else grads[0]
+        return (torch.stack(losses).to(torch.float64).cpu().numpy(),
+                params.to(torch.float64).cpu().numpy(), grads.to(torch.float64).cpu().numpy())
+
+    def _settle(self, packed, batch: EngineBatch, loss: np.ndarray, params: np.ndarray,
+                grads: np.ndarray, n: int, snapshot, rec_grads=None) -> None:
+        """Decide, per run, how far it got in this batch, and put stopped runs back exactly
+        at the step they stopped at."""
+        finite = np.isfinite(loss) & np.isfinite(params).all(axis=2) & np.isfinite(grads).all(axis=2)
+        rows = n + 1
+        first_bad = np.where((~finite).any(axis=0), (~finite).argmax(axis=0), rows)
+        if self.tol is not None:
+            reached = (loss <= self.tol) & finite
+            first_tol = np.where(reached.any(axis=0), reached.argmax(axis=0), rows)
+        else:
+            first_tol = np.full(len(packed.ids), rows)
+        keep: list[int] = []
+        replay: dict[int, int] = {}  # position -> updates to replay from the batch's start
+        outcome: dict[int, tuple[Status, int, str]] = {}
+        for pos, run_id in enumerate(packed.ids):
+            base = int(packed.base[pos])
+            bad, tol_at = int(first_bad[pos]), int(first_tol[pos])
+            if tol_at < rows and tol_at <= bad:
+                at = tol_at
+                outcome[pos] = (Status.CONVERGED, at, f"converged at step {base + at}: loss "
+                                f"{loss[at, pos]:.6g} <= tolerance {self.tol:g}")
+            elif bad < rows:
+                at = max(bad - 1, 0)
+                outcome[pos] = (Status.DIVERGED, at, _diverged_message(
+                    base + bad, base + at, loss[:, pos], params[:, pos], grads[:, pos], bad))
+            elif base + n >= self.max_steps:
+                outcome[pos] = (Status.FINISHED, n, "")
+            else:
+                keep.append(pos)
+                continue
+            if outcome[pos][1] < n:
+                replay[pos] = outcome[pos][1]
+        states = self._replay(packed, snapshot, replay, rec_grads) if replay else {}
+        for pos, run_id in enumerate(packed.ids):
+            base = int(packed.base[pos])
+            if pos not in outcome:
+                shown = n  # rows 0..n-1; the current point's row opens the next batch
+                batch.runs[run_id] = RunProgress(
+                    RunRows(np.arange(base, base + shown), loss[:shown, pos],
+                            params[:shown, pos], grads[:shown, pos]),
+                    base + n, params[n, pos], float(loss[n, pos]), grads[n, pos], Status.RUNNING)
+                continue
+            status, at, message = outcome[pos]
+            # A stopped run's last row is the point it rests on, except at the step limit,
+            # where the run could still go on from there.
+            shown = at if status == Status.FINISHED else at + 1
+            batch.runs[run_id] = RunProgress(
+                RunRows(np.arange(base, base + shown), loss[:shown, pos], params[:shown, pos],
+                        grads[:shown, pos]),
+                base + at, params[at, pos], float(loss[at, pos]), grads[at, pos], status, message)
+            run = self.runs[run_id]
+            run.values, run.step, run.status, run.message = \
+                params[at, pos].copy(), base + at, status, message
+            run.state = states.get(pos) if pos in replay else self._state_now(packed, pos)
+        packed.base += n
+        if len(keep) < len(packed.ids):
+            self._keep(packed, keep)
+
+    def _state_now(self, packed, pos: int) -> RowState | None:
+        group, row = packed.group_at(pos)
+        return group.select([row]).export()[0]
+
+    def _replay(self, packed, snapshot, replay: dict[int, int], rec_grads) -> dict[int, RowState]:
+        """The optimizer state of each run in ``replay`` after that many updates from the
+        batch's start, by re-applying the updates with the recorded gradients."""
+        start_params, start_groups = snapshot
+        out: dict[int, RowState] = {}
+        for (group, positions, _index), group_snapshot in zip(packed.groups, start_groups):
+            mine = [p for p in positions if p in replay]
+            if not mine:
+                continue
+            past = copy.copy(group)
+            past.restore(group_snapshot)
+            rows = [positions.index(p) for p in mine]
+            sub = past.select(rows)
+            index = torch.as_tensor(mine, dtype=torch.long, device=self.device)
+            params = {n: t.index_select(0, index) for n, t in start_params.items()}
+            remaining = list(mine)
+            t = 0
+            for target in sorted(set(replay[p] for p in mine)):
+                while t < target:
+                    idx = torch.as_tensor(remaining, dtype=torch.long, device=self.device)
+                    params = sub.step(params, {n: g[t].index_select(0, idx)
+                                               for n, g in rec_grads.items()})
+                    t += 1
+                done = [k for k, p in enumerate(remaining) if replay[p] == target]
+                states = sub.export()
+                for k in done:
+                    out[remaining[k]] = states[k]
+                left = [k for k, p in enumerate(remaining) if replay[p] != target]
+                if not left:
+                    break
+                sub = sub.select(left)
+                params = {n: v.index_select(0, torch.as_tensor(left, device=self.device))
+                          for n, v in params.items()}
+                remaining = [remaining[k] for k in left]
+        return out
+
+    def _keep(self, packed, keep: list[int]) -> None:
+        """Drop the stopped runs from the stacked tensors; the others go on as they were."""
+        if not keep:
+            self._packed = None
+            return
+        index = torch.as_tensor(keep, dtype=torch.long, device=self.device)
+        packed.ids = [packed.ids[p] for p in keep]
+        packed.base = packed.base[keep]
+        packed.trainable = {n: t.index_select(0, index) for n, t in packed.trainable.items()}
+        packed.frozen = {n: t.index_select(0, index) for n, t in packed.frozen.items()}
+        packed.loss = packed.loss.index_select(0, index)
+        packed.seed = packed.seed[:len(keep)]
+        packed.grads = {n: g.index_select(0, index) for n, g in packed.grads.items()}
+        where = {p: k for k, p in enumerate(keep)}
+        groups = []
+        for group, positions, _index in packed.groups:
+            rows = [r for r, p in enumerate(positions) if p in where]
+            if not rows:
+                continue
+            new_positions = [where[positions[r]] for r in rows]
+            sub = group if len(rows) == len(positions) else group.select(rows)
+            new_index = None if len(new_positions) == len(keep) else \
+                torch.as_tensor(new_positions, dtype=torch.long, device=self.device)
+            groups.append((sub, new_positions, new_index))
+        packed.groups = groups
+
+
+def _backward(loss: torch.Tensor, seed: torch.Tensor) -> None:
+    """``loss.backward(seed)`` without its per-call argument checks: on a tiny problem those
+    (shape checks through torch.fx) cost as much as the backward pass itself. The seed is
+    made by the engine with the loss's shape, so the checks cannot fail."""
+    _ENGINE.run_backward((loss,), (seed,), False, False, (), allow_unreachable=True,
+                         accumulate_grad=True)
+
+
+try:  # torch's autograd engine, as Tensor.backward calls it (stable across torch 2.x)
+    from torch.autograd.variable import Variable as _Variable
+    _ENGINE = _Variable._execution_engine
+    _ENGINE.run_backward  # noqa: B018 - fail here, not mid-run, if it ever moves
+except (ImportError, AttributeError):  # pragma: no cover - fall back to the public call
+    _ENGINE = None
+
+    def _backward(loss: torch.Tensor, seed: torch.Tensor) -> None:  # noqa: F811
+        loss.backward(seed)
+
+
+@dataclass
+class _Packed:
+    """The active runs as stacked tensors, with their update groups."""
+
+    ids: list[int]
+    trainable: dict[str, torch.Tensor]
+    frozen: dict[str, torch.Tensor]
+    base: np.ndarray                      # each row's step count
+    groups: list[tuple[UpdateGroup, list[int], torch.Tensor | None]] = field(default_factory=list)
+    loss: torch.Tensor | None = None      # the current point's loss and gradient, once known
+    grads: dict[str, torch.Tensor] | None = None
+    seed: torch.Tensor | None = None      # ones, one per row: backward's seed gradient
+
+    def group_at(self, pos: int) -> tuple[UpdateGroup, int]:
+        for group, positions, _index in self.groups:
+            if pos in positions:
+                return group, positions.index(pos)
+        raise KeyError(pos)
+
+    def group_of(self, run_id: int) -> tuple[UpdateGroup, int]:
+        return self.group_at(self.ids.index(run_id))
+
+
+def _diverged_message(bad_step: int, kept_step: int, loss: np.ndarray, params: np.ndarray,
+                      grads: np.ndarray, bad: int) -> str:
+    what = "the loss" if not np.isfinite(loss[bad]) else (
+        "a parameter" if not np.isfinite(params[bad]).all() else "a gradient")
+    value = "NaN" if np.isnan(np.concatenate([np.atleast_1d(loss[bad]), params[bad], grads[bad]])).any() \
+        else "infinite"
+    if bad == 0:
+        return (f"the {what.removeprefix('the ').removeprefix('a ')} is {value} at the start "
+                f"(step {bad_step}): the start point is outside the function's domain (a log or "
+                "square root of a negative number, a division by zero...); choose another start")
+    text = f"diverged at step {bad_step}: {what} became {value}. The last finite state " \
+           f"(step {kept_step}) is kept; "
+    last = abs(float(loss[bad - 1]))
+    if value == "NaN" and last < 1e10 and np.all(np.abs(params[bad - 1]) < 1e10):
+        return text + ("the step left the function's domain (a log or square root of a "
+                       "negative number, 0/0...); a smaller learning rate or another start "
+                       "may help.")
+    return text + "try a smaller learning rate."

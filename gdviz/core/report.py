@@ -1,0 +1,36 @@
+"""What a run reports: the keys of ``gdviz run --json`` (also the window's runFinished)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from . import jsonsafe
+from .history import ColumnLayout
+from .model import Run
+
+
+def run_summary(run: Run, layout: ColumnLayout, loss_summed: bool, device: str, step_limit: int,
+                elapsed_s: float, executed: int, grad: np.ndarray | None = None) -> dict[str, Any]:
+    """status, message, steps, loss, loss_summed, params, grads, device, optimizer,
+    elapsed_s, steps_per_s. NaN and infinity are written as null."""
+    grad = run.grad if grad is None else grad
+    grads = layout.unflatten(grad, grads=True) if grad is not None else {}
+    status = run.status.value if run.status.stopped else (
+        "finished" if run.step >= step_limit else "paused")
+    return jsonsafe.plain({
+        "status": status,
+        "message": run.message,
+        "steps": run.step,
+        "loss": run.loss,
+        "loss_summed": loss_summed,
+        "params": {n: np.asarray(v, dtype=np.float64).tolist()
+                   for n, v in layout.unflatten(run.values).items()},
+        "grads": {n: (np.asarray(grads[n], dtype=np.float64).tolist() if n in grads else None)
+                  for n in layout.names},
+        "device": device,
+        "optimizer": {"name": run.settings.optimizer, **run.settings.hypers},
+        "elapsed_s": round(elapsed_s, 6),
+        "steps_per_s": round(executed / elapsed_s, 1) if elapsed_s > 0 else None,
+    })

@@ -1,0 +1,319 @@
+"""Optimizer updates for many runs at once.
+
+Every parameter is one tensor whose first dimension is the run (a *row*). An
+:class:`UpdateGroup` holds the rows of the runs that share an update rule, their
+hyperparameters and the optimizer's state as torch keeps it (``momentum_buffer``,
+``exp_avg``, ``exp_avg_sq``, ``square_avg``, ``sum``...), stacked the same way. One call of
+:meth:`UpdateGroup.step` updates every row with a handful of tensor operations, whatever the
+number of runs.
+
+The arithmetic follows torch.optim's own single-tensor code (the tests compare every
+optimizer with it step by step). Two choices keep it exact and cheap:
+
+- Hyperparameters are float32 tensors: 0-dimensional when every row has the same value,
+  one value per row otherwise. Both go through the same operations, so a run gives the
+  same numbers alone as it does in a race.
+- Nothing is updated in place: each step makes new parameter and state tensors. The engine
+  keeps references to the old ones instead of copies, which is what lets it record the
+  history and roll a run back to an earlier step for free.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from .optimizers import normalize_hypers
+from .records import RowState
+
+Tensors = dict[str, torch.Tensor]
+
+#: The state tensors each update rule keeps per parameter.
+STATE_KEYS = {
+    "sgd": (),
+    "momentum": ("momentum_buffer",),
+    "adam": ("exp_avg", "exp_avg_sq"),
+    "adam-amsgrad": ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"),
+    "rmsprop": ("square_avg",),
+    "rmsprop-momentum": ("square_avg", "momentum_buffer"),
+    "rmsprop-centered": ("square_avg", "grad_avg"),
+    "rmsprop-centered-momentum": ("square_avg", "grad_avg", "momentum_buffer"),
+    "adagrad": ("sum",),
+}
+
+
+def rule_of(optimizer: str, hypers: Mapping[str, Any]) -> str:
+    """The update rule (and so the state) an optimizer with these settings uses. Runs are
+    grouped by rule; a change of rule (momentum switched on, say) starts a fresh state, as
+    torch does when a momentum buffer does not exist yet."""
+    if optimizer == "sgd":
+        return "momentum" if hypers["momentum"] else "sgd"
+    if optimizer in ("adam", "adamw"):
+        return f"{optimizer}-amsgrad" if hypers["amsgrad"] else optimizer
+    if optimizer == "rmsprop":
+        return "rmsprop" + ("-centered" if hypers["centered"] else "") + \
+            ("-momentum" if hypers["momentum"] else "")
+    return optimizer
+
+
+def state_keys(rule: str) -> tuple[str, ...]:
+    return STATE_KEYS[rule.replace("adamw", "adam")]
+
+
+class UpdateGroup:
+    """The runs (rows) that share one update rule; see the module docstring.
+
+    ``shapes`` are the trainable parameters' shapes without the run dimension.
+    ``states`` gives each row's saved state (None: fresh).
+    """
+
+    def __init__(self, optimizer: str, hypers: Sequence[Mapping[str, Any]],
+                 shapes: Mapping[str, tuple[int, ...]], device: torch.device,
+                 states: Sequence[RowState | None] | None = None):
+        self.optimizer = optimizer
+        self.hypers = [normalize_hypers(optimizer, h) for h in hypers]
+        self.rule = rule_of(optimizer, self.hypers[0])
+        if any(rule_of(optimizer, h) != self.rule for h in self.hypers):
+            raise ValueError("every row of a group must use the same update rule")
+        self.shapes = dict(shapes)
+        self.device = device
+        self.rows = len(self.hypers)
+        self.steps = np.zeros(self.rows, dtype=np.int64)
+        self.state: dict[str, Tensors] = {}
+        states = list(states or [None] * self.rows)
+        for key in state_keys(self.rule):
+            self.state[key] = {name: torch.stack([self._initial(key, name, r, states[r])
+                                                  for r in range(self.rows)])
+                               for name in self.shapes}
+        for r, saved in enumerate(states):
+            if saved is not None:
+                self.steps[r] = saved.step
+        self._constants: dict[tuple[str, int], torch.Tensor] = {}
+        self._build_constants()
+
+    def _initial(self, key: str, name: str, row: int, saved: RowState | None) -> torch.Tensor:
+        shape = self.shapes[name]
+        if saved is not None and name in saved.tensors.get(key, {}):
+            return torch.as_tensor(np.asarray(saved.tensors[key][name], dtype=np.float32)
+                                   ).reshape(shape).to(self.device)
+        fill = self.hypers[row].get("initial_accumulator_value", 0.0) if key == "sum" else 0.0
+        return torch.full(shape, float(fill), dtype=torch.float32, device=self.device)
+
+    # --- hyperparameters ----------------------------------------------------------------
+
+    def _build_constants(self) -> None:
+        """Hyperparameters (and what torch derives from them in double precision, such as
+        1 - beta1) as float32 tensors, one per row or one for all."""
+        h = {k: np.array([float(row[k]) for row in self.hypers]) for k in self.hypers[0]}
+        derived = dict(h)
+        for key in ("beta1", "beta2", "alpha", "dampening"):
+            if key in h:
+                derived[f"1-{key}"] = 1.0 - h[key]
+        derived["-lr"] = -h["lr"]
+        if self.optimizer == "adamw":
+            derived["1-lr*wd"] = 1.0 - h["lr"] * h["weight_decay"]
+        self._values = derived
+        self._constants = {}
+        self._no_decay = bool(np.all(h["weight_decay"] == 0))
+
+    def const(self, key: str, rank: int) -> torch.Tensor:
+        """Hyperparameter ``key`` shaped to broadcast over a parameter of ``rank`` dims."""
+        cached = self._constants.get((key, rank))
+        if cached is None:
+            cached = self._tensor(self._values[key], rank)
+            self._constants[(key, rank)] = cached
+        return cached
+
+    def _tensor(self, values: np.ndarray, rank: int) -> torch.Tensor:
+        if np.all(values == values[0]):
+            return torch.tensor(float(values[0]), dtype=torch.float32, device=self.device)
+        return torch.as_tensor(values, dtype=torch.float32, device=self.device).reshape(
+            (-1,) + (1,) * rank)
+
+
+    def set_hyper(self, row: int, name: str, value: Any) -> None:
+        """Change one row's hyperparameter; the state is kept (as torch keeps it when a
+        param_group's value changes)."""
+        new = normalize_hypers(self.optimizer, {**self.hypers[row], name: value})
+        if rule_of(self.optimizer, new) != self.rule:
+            raise ValueError("this change needs another update rule")
+        self.hypers[row] = new
+        self._build_constants()
+
+    # --- rows ---------------------------------------------------------------------------
+
+    def select(self, rows: Sequence[int]) -> "UpdateGroup":
+        """A group of only these rows (their state shared, not copied: nothing is updated
+        in place)."""
+        index = torch.as_tensor(list(rows), dtype=torch.long, device=self.device)
+        group = object.__new__(UpdateGroup)
+        group.optimizer, group.rule, group.shapes, group.device = \
+            self.optimizer, self.rule, self.shapes, self.device
+        group.hypers = [self.hypers[r] for r in rows]
+        group.rows = len(group.hypers)
+        group.steps = self.steps[list(rows)].copy()
+        group.state = {k: {n: t.index_select(0, index) for n, t in per.items()}
+                       for k, per in self.state.items()}
+        group._build_constants()
+        return group
+
+    def snapshot(self) -> tuple[np.ndarray, dict[str, Tensors]]:
+        """What :meth:`restore` needs to put the group back (references, not copies)."""
+        return self.steps.copy(), {k: dict(v) for k, v in self.state.items()}
+
+    def restore(self, snapshot: tuple[np.ndarray, dict[str, Tensors]]) -> None:
+        self.steps, state = snapshot
+        self.steps = self.steps.copy()
+        self.state = {k: dict(v) for k, v in state.items()}
+
+    def export(self) -> list[RowState]:
+        """Each row's state as plain numpy data."""
+        host = {k: {n: t.detach().cpu().numpy() for n, t in per.items()}
+                for k, per in self.state.items()}
+        return [RowState(int(self.steps[r]),
+                         {k: {n: arr[r].copy() for n, arr in per.items()} for k, per in host.items()})
+                for r in range(self.rows)]
+
+    # --- the update ---------------------------------------------------------------------
+
+    def step(self, params: Tensors, grads: Tensors) -> Tensors:
+        """One update of every row: new parameter tensors (the old ones are left as they
+        were) and new state."""
+        self.steps += 1
+        rule = self.rule
+        if rule in ("sgd", "momentum"):
+            return self._sgd(params, grads)
+        if rule.startswith("adam"):
+            return self._adam(params, grads)
+        if rule.startswith("rmsprop"):
+            return self._rmsprop(params, grads)
+        return self._adagrad(params, grads)
+
+    def _decayed(self, p: torch.Tensor, g: torch.Tensor, rank: int) -> torch.Tensor:
+        """L2 weight decay folded into the gradient, as torch does (grad + wd * param)."""
+        if self._no_decay:
+            return g
+        return torch.addcmul(g, self.const("weight_decay", rank), p)
+
+    def _sgd(self, params: Tensors, grads: Tensors) -> Tensors:
+        out = {}
+        first = self.steps == 1 if self.rule == "momentum" else None
+        for name, p in params.items():
+            rank = p.dim() - 1
+            g = self._decayed(p, grads[name], rank)
+            if self.rule == "momentum":
+                m = self.const("momentum", rank)
+                buf = self.state["momentum_buffer"][name]
+                # torch starts the buffer as a copy of the first gradient, undamped
+                moved = torch.addcmul(buf * m, self.const("1-dampening", rank), g)
+                if first.all():
+                    buf = g
+                elif first.any():
+                    buf = torch.where(self._row_mask(first, rank), g, moved)
+                else:
+                    buf = moved
+                self.state["momentum_buffer"][name] = buf
+                nesterov = [h["nesterov"] for h in self.hypers]
+                if all(nesterov):
+                    g = torch.addcmul(g, m, buf)
+                elif any(nesterov):
+                    mask = self._row_mask(np.array(nesterov), rank)
+                    g = torch.where(mask, torch.addcmul(g, m, buf), buf)
+                else:
+                    g = buf
+            out[name] = torch.addcmul(p, self.const("-lr", rank), g)
+        return out
+
+    def _adam(self, params: Tensors, grads: Tensors) -> Tensors:
+        out = {}
+        steps = self.steps.astype(np.float64)
+        bc1 = 1.0 - self._values["beta1"] ** steps
+        bc2 = 1.0 - self._values["beta2"] ** steps
+        neg_step_size = -(self._values["lr"] / bc1)
+        bc2_sqrt = np.sqrt(bc2)
+        decoupled = self.optimizer == "adamw"
+        for name, p in params.items():
+            rank = p.dim() - 1
+            g = grads[name]
+            if decoupled:
+                if not self._no_decay:
+                    p = p * self.const("1-lr*wd", rank)
+            else:
+                g = self._decayed(p, g, rank)
+            exp_avg = torch.lerp(self.state["exp_avg"][name], g, self.const("1-beta1", rank))
+            sq = torch.addcmul(self.state["exp_avg_sq"][name] * self.const("beta2", rank),
+                               g * self.const("1-beta2", rank), g)
+            self.state["exp_avg"][name], self.state["exp_avg_sq"][name] = exp_avg, sq
+            if "max_exp_avg_sq" in self.state:
+                sq = torch.maximum(self.state["max_exp_avg_sq"][name], sq)
+                self.state["max_exp_avg_sq"][name] = sq
+            denom = sq.sqrt() / self._tensor(bc2_sqrt, rank) + self.const("eps", rank)
+            out[name] = torch.addcdiv(p, exp_avg * self._tensor(neg_step_size, rank), denom)
+        return out
+
+    def _rmsprop(self, params: Tensors, grads: Tensors) -> Tensors:
+        out = {}
+        for name, p in params.items():
+            rank = p.dim() - 1
+            g = self._decayed(p, grads[name], rank)
+            square_avg = torch.addcmul(self.state["square_avg"][name] * self.const("alpha", rank),
+                                       g * self.const("1-alpha", rank), g)
+            self.state["square_avg"][name] = square_avg
+            if "grad_avg" in self.state:
+                grad_avg = torch.lerp(self.state["grad_avg"][name], g, self.const("1-alpha", rank))
+                self.state["grad_avg"][name] = grad_avg
+                avg = torch.addcmul(square_avg, grad_avg, grad_avg, value=-1).sqrt()
+            else:
+                avg = square_avg.sqrt()
+            avg = avg + self.const("eps", rank)
+            if "momentum_buffer" in self.state:
+                buf = torch.addcdiv(self.state["momentum_buffer"][name] * self.const("momentum", rank),
+                                    g, avg)
+                self.state["momentum_buffer"][name] = buf
+                out[name] = torch.addcmul(p, self.const("-lr", rank), buf)
+            else:
+                out[name] = torch.addcdiv(p, g * self.const("-lr", rank), avg)
+        return out
+
+    def _adagrad(self, params: Tensors, grads: Tensors) -> Tensors:
+        out = {}
+        steps = self.steps.astype(np.float64)
+        neg_clr = -(self._values["lr"] / (1.0 + (steps - 1.0) * self._values["lr_decay"]))
+        for name, p in params.items():
+            rank = p.dim() - 1
+            g = self._decayed(p, grads[name], rank)
+            total = torch.addcmul(self.state["sum"][name], g, g)
+            self.state["sum"][name] = total
+            std = total.sqrt() + self.const("eps", rank)
+            out[name] = torch.addcdiv(p, g * self._tensor(neg_clr, rank), std)
+        return out
+
+    def _row_mask(self, flags: np.ndarray, rank: int) -> torch.Tensor:
+        return torch.as_tensor(flags, device=self.device).reshape((-1,) + (1,) * rank)
+
+
+def fresh_state_fits(optimizer: str, hypers: Mapping[str, Any], state: RowState | None,
+                     shapes: Mapping[str, tuple[int, ...]]) -> str | None:
+    """Why a saved state cannot continue this optimizer (None when it can): every key the
+    rule needs, one finite array of the right shape per parameter."""
+    if state is None:
+        return None
+    needed = state_keys(rule_of(optimizer, normalize_hypers(optimizer, hypers)))
+    for key in needed:
+        per = state.tensors.get(key)
+        if per is None:
+            return f"it has no '{key}' (it was saved for another optimizer)"
+        for name, shape in shapes.items():
+            arr = per.get(name)
+            if arr is None:
+                return f"'{key}' has nothing for {name}"
+            if tuple(np.shape(arr)) != tuple(shape):
+                return f"'{key}' of {name} has shape {tuple(np.shape(arr))}, not {tuple(shape)}"
+    extra = set(state.tensors) - set(needed)
+    if extra:
+        return f"it holds '{sorted(extra)[0]}', which {optimizer} with these settings does not use"
+    if state.step < 0:
+        return "its step count is negative"
+    return None

@@ -1,0 +1,153 @@
+"""The window's exports: the Export menu and plot context menus, built from the one registry
+(:mod:`gdviz.export.registry`), with the window as the export source."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from PySide6.QtCore import QObject, Qt
+from PySide6.QtGui import QActionGroup
+from PySide6.QtWidgets import QApplication, QMenu, QProgressDialog
+
+from ..core.errors import GdvizError
+from ..core.session import SUFFIX
+from ..export import registry
+
+if TYPE_CHECKING:
+    from .main_window import MainWindow
+
+
+class WindowSource:
+    """The window seen as an export source (what the registry's writers draw from)."""
+
+    def __init__(self, window: "MainWindow"):
+        self._w = window
+
+    @property
+    def loss_plot(self):
+        return self._w.lossView.plot
+
+    @property
+    def trajectory_plot(self):
+        return self._w.trajectoryView.plot
+
+    @property
+    def trajectory_axes(self):
+        return self._w.trajectoryView.axes
+
+    @property
+    def runset(self):
+        return self._w.controller.runset
+
+    @property
+    def selected(self):
+        return self._w.controller.selected
+
+    @property
+    def window(self):
+        return self._w
+
+    def graph(self):
+        panel = self._w.graphArea
+        panel.refresh_now()
+        return panel.graph
+
+
+class Exporting(QObject):
+    """Builds the export menus and writes what they ask for."""
+
+    def __init__(self, window: "MainWindow"):
+        super().__init__(window)
+        self.window = window
+        self.png_scale = 2.0
+        self.source = WindowSource(window)
+
+    def build_menu(self, menu: QMenu) -> None:
+        for kind, (title, formats) in registry.KINDS.items():
+            sub = menu.addMenu(title)
+            for fmt in formats:
+                sub.addAction(fmt.label, lambda k=kind, s=fmt.suffix: self.ask(k, s))
+        scale_menu = menu.addMenu("PNG scale")
+        group = QActionGroup(self)
+        for factor in (1, 2, 3, 4):
+            action = scale_menu.addAction(f"{factor}x", lambda f=factor: setattr(self, "png_scale", float(f)))
+            action.setCheckable(True)
+            action.setChecked(factor == 2)
+            group.addAction(action)
+
+    def add_plot_context_menus(self) -> None:
+        """Right-click on a plot: export it."""
+        w = self.window
+        for view, kind in ((w.lossView, "loss"), (w.trajectoryView, "trajectory")):
+            menu = view.plot.getPlotItem().getViewBox().menu
+            menu.addSeparator()
+            for fmt in registry.KINDS[kind][1]:
+                menu.addAction(f"Export {fmt.label}", lambda k=kind, s=fmt.suffix: self.ask(k, s))
+
+    def ask(self, kind: str, suffix: str) -> None:
+        w = self.window
+        path_now = w.documents.path
+        base = (path_now.name.removesuffix(SUFFIX) if path_now
+                else (w.controller.session.name or "gdviz").replace(" ", "-"))
+        folder = w.documents.folder()
+        suggested = str(Path(folder) / f"{base}-{kind}{suffix}")
+        path = w.ask_path(f"Export {kind}", suggested, f"{suffix[1:].upper()} (*{suffix})", save=True)
+        if path:
+            if not Path(path).suffix:
+                path += suffix
+            w.documents.remember_folder(Path(path))
+            if kind == "animation":
+                self.animation(path)
+            else:
+                self.export(kind, path)
+
+    def export(self, kind: str, path: str | Path) -> bool:
+        """Write one figure or data file; errors are reported, never raised."""
+        try:
+            registry.export(self.source, kind, path, self.png_scale)
+        except GdvizError as exc:
+            self.window.report_error("Export failed", str(exc))
+            return False
+        self.window.show_message(f"Exported {Path(path).name}")
+        return True
+
+    def animation(self, path: str | Path, frames: int = 60, fps: float = 15.0) -> bool:
+        """The runs growing step by step, with a cancellable progress dialog."""
+        from ..export.animation import animate
+        from ..export.figures import OffscreenFigures
+
+        w, c = self.window, self.window.controller
+        try:
+            registry.check("animation", path)
+            if not any(len(r.history) for r in c.runset):
+                raise GdvizError("there is no run to animate yet; press Play or Step first")
+            w.pause_and_wait()  # a fixed history: the thinning rule must not move it meanwhile
+            figures = OffscreenFigures(None, c.runset, c.session.landscape,
+                                       compute=lambda fn: c.worker.call(lambda wk: fn(wk.problem)))
+        except GdvizError as exc:
+            w.report_error("Export failed", str(exc))
+            return False
+        dialog = QProgressDialog("Drawing the animation…", "Cancel", 0, frames, w)
+        dialog.setWindowTitle("Export animation")
+        dialog.setWindowModality(Qt.WindowModality.WindowModal)
+        dialog.setMinimumDuration(0)
+
+        def progress(done: int) -> bool:
+            dialog.setValue(done)
+            QApplication.processEvents()
+            return not dialog.wasCanceled()
+
+        try:
+            finished = animate(figures, path, frames, fps, progress)
+        except GdvizError as exc:
+            w.report_error("Export failed", str(exc))
+            return False
+        finally:
+            dialog.close()
+            figures.close()
+        if not finished:
+            w.show_message("Animation cancelled; nothing was written.")
+            return False
+        w.show_message(f"Exported {Path(path).name} ({frames} frames)")
+        return True

@@ -1,0 +1,135 @@
+"""Batched optimizer updates against torch.optim, step by step, run by run."""
+
+import numpy as np
+import pytest
+import torch
+
+from gdviz.core.optimizers import normalize_hypers
+from gdviz.core.records import RowState
+from gdviz.core.updates import UpdateGroup, fresh_state_fits, rule_of
+
+SETTINGS = [
+    ("sgd", {"lr": 0.05}),
+    ("sgd", {"lr": 0.05, "weight_decay": 0.1}),
+    ("sgd", {"lr": 0.02, "momentum": 0.9}),
+    ("sgd", {"lr": 0.02, "momentum": 0.8, "dampening": 0.3, "weight_decay": 0.01}),
+    ("sgd", {"lr": 0.02, "momentum": 0.9, "nesterov": True}),
+    ("adam", {"lr": 0.05}),
+    ("adam", {"lr": 0.05, "beta1": 0.8, "beta2": 0.99, "weight_decay": 0.1}),
+    ("adam", {"lr": 0.05, "amsgrad": True}),
+    ("adamw", {"lr": 0.05}),
+    ("adamw", {"lr": 0.05, "weight_decay": 0.2, "amsgrad": True}),
+    ("rmsprop", {"lr": 0.01}),
+    ("rmsprop", {"lr": 0.01, "momentum": 0.5, "centered": True, "weight_decay": 0.05}),
+    ("rmsprop", {"lr": 0.01, "centered": True}),
+    ("adagrad", {"lr": 0.1}),
+    ("adagrad", {"lr": 0.1, "lr_decay": 0.01, "initial_accumulator_value": 0.1, "weight_decay": 0.1}),
+]
+
+
+def loss_of(w, b):
+    # a smooth non-quadratic function of a vector and a matrix parameter
+    return (w - 1).pow(2).sum() + torch.sin(b).sum() + (w.sum() * b.mean()) ** 2 / 10
+
+
+def torch_optimizer(name, params, hypers):
+    h = dict(hypers)
+    if "beta1" in h:
+        h["betas"] = (h.pop("beta1"), h.pop("beta2"))
+    cls = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW,
+           "rmsprop": torch.optim.RMSprop, "adagrad": torch.optim.Adagrad}[name]
+    return cls(params, **h)
+
+
+def starts(rows):
+    gen = torch.Generator().manual_seed(1)
+    return torch.randn(rows, 3, generator=gen), torch.randn(rows, 2, 2, generator=gen)
+
+
+@pytest.mark.parametrize("name, hypers", SETTINGS)
+def test_every_row_follows_torch_optim(name, hypers):
+    rows, steps = 3, 40
+    # each row its own learning rate: per-row hyperparameters are tensors
+    row_hypers = [{**hypers, "lr": hypers["lr"] * f} for f in (1.0, 0.5, 2.0)]
+    w0, b0 = starts(rows)
+    group = UpdateGroup(name, row_hypers, {"w": (3,), "b": (2, 2)}, torch.device("cpu"))
+    params = {"w": w0.clone(), "b": b0.clone()}
+    for _ in range(steps):
+        leaves = {k: v.detach().requires_grad_() for k, v in params.items()}
+        torch.stack([loss_of(leaves["w"][r], leaves["b"][r]) for r in range(rows)]).sum().backward()
+        params = group.step({k: v.detach() for k, v in leaves.items()},
+                            {k: v.grad for k, v in leaves.items()})
+    for r in range(rows):
+        w, b = w0[r].clone().requires_grad_(), b0[r].clone().requires_grad_()
+        opt = torch_optimizer(name, [w, b], normalize_hypers(name, row_hypers[r]))
+        for _ in range(steps):
+            opt.zero_grad()
+            loss_of(w, b).backward()
+            opt.step()
+        torch.testing.assert_close(params["w"][r], w.detach(), rtol=2e-5, atol=2e-6)
+        torch.testing.assert_close(params["b"][r], b.detach(), rtol=2e-5, atol=2e-6)
+
+
+@pytest.mark.parametrize("name, hypers", SETTINGS)
+def test_a_row_alone_equals_the_same_row_in_a_group(name, hypers):
+    row_hypers = [{**hypers, "lr": hypers["lr"] * f} for f in (1.0, 0.5, 2.0)]
+    w0, b0 = starts(3)
+
+    def run(indices):
+        group = UpdateGroup(name, [row_hypers[i] for i in indices], {"w": (3,), "b": (2, 2)},
+                            torch.device("cpu"))
+        params = {"w": w0[indices].clone(), "b": b0[indices].clone()}
+        for _ in range(25):
+            leaves = {k: v.detach().requires_grad_() for k, v in params.items()}
+            torch.stack([loss_of(leaves["w"][r], leaves["b"][r])
+                         for r in range(len(indices))]).sum().backward()
+            params = group.step({k: v.detach() for k, v in leaves.items()},
+                                {k: v.grad for k, v in leaves.items()})
+        return params
+
+    together = run([0, 1, 2])
+    for r in range(3):
+        alone = run([r])
+        assert torch.equal(alone["w"][0], together["w"][r])
+        assert torch.equal(alone["b"][0], together["b"][r])
+
+
+def test_state_round_trips_through_plain_data():
+    group = UpdateGroup("adam", [{"lr": 0.1}, {"lr": 0.2}], {"w": (3,)}, torch.device("cpu"))
+    p = {"w": torch.ones(2, 3)}
+    for _ in range(3):
+        p = group.step(p, {"w": p["w"] * 2})
+    saved = group.export()
+    assert saved[0].step == 3 and set(saved[0].tensors) == {"exp_avg", "exp_avg_sq"}
+    again = UpdateGroup("adam", [{"lr": 0.1}, {"lr": 0.2}], {"w": (3,)}, torch.device("cpu"),
+                        states=saved)
+    a, b = group.step(p, {"w": p["w"] * 2}), again.step(p, {"w": p["w"] * 2})
+    assert torch.equal(a["w"], b["w"])
+
+
+def test_select_and_snapshot_do_not_disturb_the_group():
+    group = UpdateGroup("sgd", [{"lr": 0.1, "momentum": 0.9}] * 3, {"w": (2,)}, torch.device("cpu"))
+    p = {"w": torch.ones(3, 2)}
+    p = group.step(p, {"w": torch.ones(3, 2)})
+    snap = group.snapshot()
+    sub = group.select([2])
+    q = group.step(p, {"w": torch.ones(3, 2)})
+    r = sub.step({"w": p["w"][2:]}, {"w": torch.ones(1, 2)})
+    assert torch.equal(q["w"][2:], r["w"])
+    group.restore(snap)
+    assert torch.equal(group.step(p, {"w": torch.ones(3, 2)})["w"], q["w"])
+
+
+def test_rule_changes_with_structural_settings():
+    assert rule_of("sgd", normalize_hypers("sgd", {})) == "sgd"
+    assert rule_of("sgd", normalize_hypers("sgd", {"momentum": 0.9})) == "momentum"
+    assert rule_of("rmsprop", normalize_hypers("rmsprop", {"centered": True})) == "rmsprop-centered"
+
+
+def test_a_state_that_does_not_fit_says_why():
+    shapes = {"w": (2,)}
+    adam = RowState(3, {"exp_avg": {"w": np.zeros(2)}, "exp_avg_sq": {"w": np.zeros(2)}})
+    assert fresh_state_fits("adam", {}, adam, shapes) is None
+    assert "square_avg" in fresh_state_fits("rmsprop", {}, adam, shapes)
+    bad = RowState(3, {"exp_avg": {"w": np.zeros(3)}, "exp_avg_sq": {"w": np.zeros(2)}})
+    assert "shape" in fresh_state_fits("adam", {}, bad, shapes)
