@@ -58,7 +58,17 @@ class Engine:
         self.elapsed_s = 0.0
         self.executed = 0  # steps computed, including any rolled back at a stop
         self._loss_fn = problem.batched_loss()
-        self._slices = self.layout.param_slices
+        # where each parameter sits in a full row, in the trainable flat row (the gradient's
+        # layout) and in the frozen flat row
+        slices = self.layout.param_slices
+        self._grad_slices = self.layout.grad_slices
+        self._grad_sizes = [sl.stop - sl.start for sl in self._grad_slices.values()]
+        self._trainable_cols = np.concatenate(
+            [np.arange(slices[n].start, slices[n].stop) for n in problem.trainable])
+        frozen = [n for n in problem.names if n in problem.frozen]
+        self._frozen_cols = np.concatenate(
+            [np.arange(slices[n].start, slices[n].stop) for n in frozen] or [np.zeros(0, int)])
+        self._frozen_slices = self.layout.slices(frozen)
         self._packed: _Packed | None = None
 
     # --- the set of runs ----------------------------------------------------------------
@@ -137,11 +147,13 @@ class Engine:
 
     # --- evaluation without stepping ----------------------------------------------------
 
-    def loss_at(self, flat: np.ndarray) -> float:
-        """The loss at one point (flat values)."""
-        values = self._stack([np.asarray(flat, dtype=np.float64)])
+    def loss_at(self, values: np.ndarray) -> float:
+        """The loss at one point (a full parameter row)."""
+        row = np.asarray(values, dtype=np.float64)[None, :]
+        flat = torch.as_tensor(row[:, self._trainable_cols], dtype=torch.float32, device=self.device)
+        frozen = torch.as_tensor(row[:, self._frozen_cols], dtype=torch.float32, device=self.device)
         with torch.no_grad():
-            return float(self._loss_fn(values)[0])
+            return float(self._loss_fn(self._views(flat, frozen))[0])
 
     # --- stepping -----------------------------------------------------------------------
 
@@ -186,11 +198,10 @@ class Engine:
             run.status = Status.FINISHED if run.step >= self.max_steps else Status.PAUSED
 
     # --- packing: runs <-> stacked tensors ----------------------------------------------
-
-    def _stack(self, rows: list[np.ndarray]) -> dict[str, torch.Tensor]:
-        flat = torch.as_tensor(np.stack(rows), dtype=torch.float32, device=self.device)
-        return {name: flat[:, sl].reshape((len(rows),) + self.layout.shapes[name])
-                for name, sl in self._slices.items()}
+    #
+    # The trainable elements of every active run are one (runs, T) tensor, rows ordered by
+    # update group so that each group is a contiguous slice (a view, not a copy), and the
+    # parameters the forward pass sees are views of it. Frozen parameters are (runs, F).
 
     def _pack(self) -> None:
         if self._packed is not None:
@@ -198,22 +209,29 @@ class Engine:
         ids = self.runnable()
         if not ids:
             return
-        runs = [self.runs[i] for i in ids]
-        values = self._stack([r.values for r in runs])
-        trainable = {n: values[n].clone() for n in self.problem.trainable}
-        frozen = {n: values[n].clone() for n in self.problem.frozen}
-        groups: dict[tuple, list[int]] = {}
-        for pos, r in enumerate(runs):
-            groups.setdefault((r.optimizer, rule_of(r.optimizer, r.hypers)), []).append(pos)
-        shapes = {n: self.layout.shapes[n] for n in self.problem.trainable}
-        packed = _Packed(ids, trainable, frozen, np.array([r.step for r in runs], np.int64),
-                         seed=torch.ones(len(ids), device=self.device))
-        for (optimizer, _rule), positions in groups.items():
-            group = UpdateGroup(optimizer, [runs[p].hypers for p in positions], shapes,
-                                self.device, [runs[p].state for p in positions])
-            index = None if len(positions) == len(runs) else \
-                torch.as_tensor(positions, dtype=torch.long, device=self.device)
-            packed.groups.append((group, positions, index))
+        key = {i: (self.runs[i].optimizer, rule_of(self.runs[i].optimizer, self.runs[i].hypers))
+               for i in ids}
+        kinds = list(dict.fromkeys(key.values()))
+        order = sorted(ids, key=lambda i: kinds.index(key[i]))
+        runs = [self.runs[i] for i in order]
+        rows = np.stack([r.values for r in runs])
+        flat = torch.as_tensor(rows[:, self._trainable_cols], dtype=torch.float32,
+                               device=self.device).contiguous()
+        frozen = torch.as_tensor(rows[:, self._frozen_cols], dtype=torch.float32,
+                                 device=self.device).contiguous()
+        packed = _Packed(order, flat, frozen, np.array([r.step for r in runs], np.int64),
+                         seed=torch.ones(len(order), device=self.device))
+        start = 0
+        width = {"flat": (len(self._trainable_cols),)}
+        while start < len(runs):
+            stop = start
+            while stop < len(runs) and key[order[stop]] == key[order[start]]:
+                stop += 1
+            part = runs[start:stop]
+            group = UpdateGroup(part[0].optimizer, [r.hypers for r in part], width, self.device,
+                                [self._flat_state(r.state) for r in part])
+            packed.groups.append((group, start, stop))
+            start = stop
         for r in runs:
             r.status = Status.RUNNING
         self._packed = packed
@@ -224,52 +242,73 @@ class Engine:
         if packed is None:
             return
         self._packed = None
-        values = self._flat_rows(packed.trainable, packed.frozen)
+        values = self._full_rows(packed.flat, packed.frozen)
         for pos, i in enumerate(packed.ids):
             run = self.runs[i]
             run.values = values[pos]
             run.step = int(packed.base[pos])
             if run.status == Status.RUNNING:
                 run.status = Status.FINISHED if run.step >= self.max_steps else Status.PAUSED
-        for group, positions, _index in packed.groups:
-            for pos, state in zip(positions, group.export()):
-                self.runs[packed.ids[pos]].state = state
+        for group, start, _stop in packed.groups:
+            for k, state in enumerate(group.export()):
+                self.runs[packed.ids[start + k]].state = self._named_state(state)
 
-    def _flat_rows(self, trainable: Mapping[str, torch.Tensor],
-                   frozen: Mapping[str, torch.Tensor]) -> np.ndarray:
-        parts = [(trainable.get(n) if n in trainable else frozen[n]) for n in self.problem.names]
-        rows = parts[0].shape[0]
-        return torch.cat([p.detach().reshape(rows, -1) for p in parts], dim=1) \
-            .to(torch.float64).cpu().numpy()
+    def _full_rows(self, flat: torch.Tensor, frozen: torch.Tensor) -> np.ndarray:
+        """Flat trainable and frozen rows back into full parameter rows (numpy)."""
+        out = np.empty((flat.shape[0], len(self.layout.param_columns)))
+        out[:, self._trainable_cols] = flat.detach().to(torch.float64).cpu().numpy()
+        out[:, self._frozen_cols] = frozen.to(torch.float64).cpu().numpy()
+        return out
+
+    def _flat_state(self, state: RowState | None) -> RowState | None:
+        """A run's state, one array per parameter, as the one flat array a group holds."""
+        if state is None:
+            return None
+        return RowState(state.step, {key: {"flat": np.concatenate(
+            [np.asarray(per[n], dtype=np.float64).reshape(-1) for n in self.problem.trainable])}
+            for key, per in state.tensors.items()})
+
+    def _named_state(self, state: RowState) -> RowState:
+        return RowState(state.step, {key: {n: per["flat"][sl].reshape(self.layout.shapes[n])
+                                           for n, sl in self._grad_slices.items()}
+                                     for key, per in state.tensors.items()})
 
     # --- one forward and backward for every run -----------------------------------------
 
-    def _evaluate(self, trainable: dict[str, torch.Tensor], frozen: Mapping[str, torch.Tensor],
-                  seed: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """The loss of every run and its gradient, in one forward and one backward pass."""
-        for t in trainable.values():
-            t.requires_grad_()
-        loss = self._loss_fn({**trainable, **frozen} if frozen else trainable)
-        grads = {}
+    def _views(self, flat: torch.Tensor, frozen: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The parameters as the loss sees them: views of the flat tensors, no copies."""
+        rows = flat.shape[0]
+        shapes = self.layout.shapes
+        if len(self._grad_slices) == 1:
+            # the flat tensor itself when it already has the parameter's shape: a view would
+            # add a node to every backward pass
+            env = {n: flat if flat.shape[1:] == shapes[n] else flat.view((rows,) + shapes[n])
+                   for n in self._grad_slices}
+        else:
+            # one split (one backward node that concatenates) rather than a slice per name
+            parts = flat.split(self._grad_sizes, dim=1)
+            env = {n: part.view((rows,) + shapes[n]) for n, part in zip(self._grad_slices, parts)}
+        for n, sl in self._frozen_slices.items():
+            env[n] = frozen[:, sl].view((rows,) + shapes[n])
+        return env
+
+    def _evaluate(self, flat: torch.Tensor, frozen: torch.Tensor,
+                  seed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The loss of every run and its gradient (flat), in one forward and one backward."""
+        flat.requires_grad_()
+        loss = self._loss_fn(self._views(flat, frozen))
         if loss.requires_grad:
             _backward(loss, seed)
-        for name, t in trainable.items():
-            grads[name] = t.grad if t.grad is not None else torch.zeros_like(t)
-            t.grad = None
-            t.requires_grad_(False)
-        return loss.detach(), grads
+        grad = flat.grad if flat.grad is not None else torch.zeros_like(flat)
+        flat.grad = None
+        flat.requires_grad_(False)
+        return loss.detach(), grad
 
-    def _update(self, packed: "_Packed", params: dict[str, torch.Tensor],
-                grads: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def _update(self, packed: "_Packed", flat: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
         if len(packed.groups) == 1:
-            return packed.groups[0][0].step(params, grads)
-        out = {n: torch.empty_like(p) for n, p in params.items()}
-        for group, _positions, index in packed.groups:
-            new = group.step({n: p.index_select(0, index) for n, p in params.items()},
-                             {n: g.index_select(0, index) for n, g in grads.items()})
-            for n, t in new.items():
-                out[n].index_copy_(0, index, t)
-        return out
+            return packed.groups[0][0].step({"flat": flat}, {"flat": grad})["flat"]
+        return torch.cat([group.step({"flat": flat[a:b]}, {"flat": grad[a:b]})["flat"]
+                          for group, a, b in packed.groups])
 
     # --- the loop -----------------------------------------------------------------------
 
@@ -279,56 +318,45 @@ class Engine:
         batch = EngineBatch(elapsed_s=self.elapsed_s)
         if packed is None or packed.loss is not None:
             return batch
-        packed.loss, packed.grads = self._evaluate(packed.trainable, packed.frozen, packed.seed)
-        rows = self._rows(packed, [packed.loss], {n: [t] for n, t in packed.trainable.items()},
-                          {n: [g] for n, g in packed.grads.items()})
+        packed.loss, packed.grad = self._evaluate(packed.flat, packed.frozen, packed.seed)
+        rows = self._rows(packed, [packed.loss], [packed.flat], [packed.grad])
         self._settle(packed, batch, *rows, n=0, snapshot=None)
         batch.runs = batch.ended  # the others have nothing to report yet
         return batch
 
     def _batch(self, packed: "_Packed", limit: int, deadline: float) -> EngineBatch:
         started = time.perf_counter()
-        snapshot = (dict(packed.trainable), [g.snapshot() for g, _, _ in packed.groups])
-        params = dict(packed.trainable)
-        grads = packed.grads
-        losses = [packed.loss]
-        rec_params = {n: [t] for n, t in params.items()}
-        rec_grads = {n: [g] for n, g in grads.items()}
-        frozen, seed = packed.frozen, packed.seed
+        snapshot = (packed.flat, [g.snapshot() for g, _, _ in packed.groups])
+        flat, grad, frozen, seed = packed.flat, packed.grad, packed.frozen, packed.seed
+        losses, flats, grads = [packed.loss], [flat], [grad]
         count = 0
         while count < limit:
-            params = self._update(packed, params, grads)
-            loss, grads = self._evaluate(params, frozen, seed)
+            flat = self._update(packed, flat, grad)
+            loss, grad = self._evaluate(flat, frozen, seed)
             losses.append(loss)
-            for n, t in params.items():
-                rec_params[n].append(t)
-                rec_grads[n].append(grads[n])
+            flats.append(flat)
+            grads.append(grad)
             count += 1
             if time.perf_counter() >= deadline:
                 break
-        packed.trainable, packed.loss, packed.grads = params, losses[-1], grads
+        packed.flat, packed.loss, packed.grad = flat, losses[-1], grad
         self.executed += count
         batch = EngineBatch(steps_done=count)
-        rows = self._rows(packed, losses, rec_params, rec_grads)
-        self._settle(packed, batch, *rows, n=count, snapshot=snapshot, rec_grads=rec_grads)
+        rows = self._rows(packed, losses, flats, grads)
+        self._settle(packed, batch, *rows, n=count, snapshot=snapshot, rec_grads=grads)
         self.elapsed_s += time.perf_counter() - started
         batch.elapsed_s = self.elapsed_s
         return batch
 
-    def _rows(self, packed, losses, rec_params, rec_grads):
+    def _rows(self, packed, losses, flats, grads):
         """Per-step records as numpy: loss (n+1, A), params (n+1, A, P), grads (n+1, A, G)."""
         k, a = len(losses), len(packed.ids)
-        parts = []
-        for name in self.problem.names:
-            if name in rec_params:
-                parts.append(torch.stack(rec_params[name]).reshape(k, a, -1))
-            else:
-                parts.append(packed.frozen[name].reshape(1, a, -1).expand(k, a, -1))
-        params = torch.cat(parts, dim=2) if len(parts) > 1 else parts[0]
-        grads = [torch.stack(rec_grads[n]).reshape(k, a, -1) for n in self.problem.trainable]
-        grads = torch.cat(grads, dim=2) if len(grads) > 1 else grads[0]
-        return (torch.stack(losses).to(torch.float64).cpu().numpy(),
-                params.to(torch.float64).cpu().numpy(), grads.to(torch.float64).cpu().numpy())
+        params = np.empty((k, a, len(self.layout.param_columns)))
+        params[:, :, self._trainable_cols] = torch.stack(flats).to(torch.float64).cpu().numpy()
+        if len(self._frozen_cols):
+            params[:, :, self._frozen_cols] = packed.frozen.to(torch.float64).cpu().numpy()[None]
+        return (torch.stack(losses).to(torch.float64).cpu().numpy(), params,
+                torch.stack(grads).to(torch.float64).cpu().numpy())
 
     def _settle(self, packed, batch: EngineBatch, loss: np.ndarray, params: np.ndarray,
                 grads: np.ndarray, n: int, snapshot, rec_grads=None) -> None:
@@ -345,7 +373,7 @@ class Engine:
         keep: list[int] = []
         replay: dict[int, int] = {}  # position -> updates to replay from the batch's start
         outcome: dict[int, tuple[Status, int, str]] = {}
-        for pos, run_id in enumerate(packed.ids):
+        for pos in range(len(packed.ids)):
             base = int(packed.base[pos])
             bad, tol_at = int(first_bad[pos]), int(first_tol[pos])
             if tol_at < rows and tol_at <= bad:
@@ -384,48 +412,45 @@ class Engine:
             run = self.runs[run_id]
             run.values, run.step, run.status, run.message = \
                 params[at, pos].copy(), base + at, status, message
-            run.state = states.get(pos) if pos in replay else self._state_now(packed, pos)
+            state = states[pos] if pos in replay else self._state_now(packed, pos)
+            run.state = self._named_state(state)
         packed.base += n
         if len(keep) < len(packed.ids):
             self._keep(packed, keep)
 
-    def _state_now(self, packed, pos: int) -> RowState | None:
+    def _state_now(self, packed, pos: int) -> RowState:
         group, row = packed.group_at(pos)
         return group.select([row]).export()[0]
 
     def _replay(self, packed, snapshot, replay: dict[int, int], rec_grads) -> dict[int, RowState]:
         """The optimizer state of each run in ``replay`` after that many updates from the
         batch's start, by re-applying the updates with the recorded gradients."""
-        start_params, start_groups = snapshot
+        start_flat, start_groups = snapshot
         out: dict[int, RowState] = {}
-        for (group, positions, _index), group_snapshot in zip(packed.groups, start_groups):
-            mine = [p for p in positions if p in replay]
+        for (group, a, b), group_snapshot in zip(packed.groups, start_groups):
+            mine = [p for p in range(a, b) if p in replay]
             if not mine:
                 continue
             past = copy.copy(group)
             past.restore(group_snapshot)
-            rows = [positions.index(p) for p in mine]
-            sub = past.select(rows)
-            index = torch.as_tensor(mine, dtype=torch.long, device=self.device)
-            params = {n: t.index_select(0, index) for n, t in start_params.items()}
+            sub = past.select([p - a for p in mine])
+            flat = start_flat.index_select(0, torch.as_tensor(mine, device=self.device))
             remaining = list(mine)
             t = 0
             for target in sorted(set(replay[p] for p in mine)):
                 while t < target:
                     idx = torch.as_tensor(remaining, dtype=torch.long, device=self.device)
-                    params = sub.step(params, {n: g[t].index_select(0, idx)
-                                               for n, g in rec_grads.items()})
+                    flat = sub.step({"flat": flat}, {"flat": rec_grads[t].index_select(0, idx)})["flat"]
                     t += 1
-                done = [k for k, p in enumerate(remaining) if replay[p] == target]
                 states = sub.export()
-                for k in done:
-                    out[remaining[k]] = states[k]
+                for k, p in enumerate(remaining):
+                    if replay[p] == target:
+                        out[p] = states[k]
                 left = [k for k, p in enumerate(remaining) if replay[p] != target]
                 if not left:
                     break
                 sub = sub.select(left)
-                params = {n: v.index_select(0, torch.as_tensor(left, device=self.device))
-                          for n, v in params.items()}
+                flat = flat.index_select(0, torch.as_tensor(left, device=self.device))
                 remaining = [remaining[k] for k in left]
         return out
 
@@ -437,22 +462,19 @@ class Engine:
         index = torch.as_tensor(keep, dtype=torch.long, device=self.device)
         packed.ids = [packed.ids[p] for p in keep]
         packed.base = packed.base[keep]
-        packed.trainable = {n: t.index_select(0, index) for n, t in packed.trainable.items()}
-        packed.frozen = {n: t.index_select(0, index) for n, t in packed.frozen.items()}
+        packed.flat = packed.flat.index_select(0, index)
+        packed.frozen = packed.frozen.index_select(0, index)
         packed.loss = packed.loss.index_select(0, index)
+        packed.grad = packed.grad.index_select(0, index)
         packed.seed = packed.seed[:len(keep)]
-        packed.grads = {n: g.index_select(0, index) for n, g in packed.grads.items()}
-        where = {p: k for k, p in enumerate(keep)}
-        groups = []
-        for group, positions, _index in packed.groups:
-            rows = [r for r, p in enumerate(positions) if p in where]
+        groups, start = [], 0
+        for group, a, b in packed.groups:
+            rows = [p - a for p in keep if a <= p < b]
             if not rows:
                 continue
-            new_positions = [where[positions[r]] for r in rows]
-            sub = group if len(rows) == len(positions) else group.select(rows)
-            new_index = None if len(new_positions) == len(keep) else \
-                torch.as_tensor(new_positions, dtype=torch.long, device=self.device)
-            groups.append((sub, new_positions, new_index))
+            sub = group if len(rows) == b - a else group.select(rows)
+            groups.append((sub, start, start + len(rows)))
+            start += len(rows)
         packed.groups = groups
 
 
@@ -477,21 +499,21 @@ except (ImportError, AttributeError):  # pragma: no cover - fall back to the pub
 
 @dataclass
 class _Packed:
-    """The active runs as stacked tensors, with their update groups."""
+    """The active runs as stacked tensors, with their update groups (contiguous rows)."""
 
     ids: list[int]
-    trainable: dict[str, torch.Tensor]
-    frozen: dict[str, torch.Tensor]
+    flat: torch.Tensor                    # (runs, trainable elements)
+    frozen: torch.Tensor                  # (runs, frozen elements)
     base: np.ndarray                      # each row's step count
-    groups: list[tuple[UpdateGroup, list[int], torch.Tensor | None]] = field(default_factory=list)
+    groups: list[tuple[UpdateGroup, int, int]] = field(default_factory=list)
     loss: torch.Tensor | None = None      # the current point's loss and gradient, once known
-    grads: dict[str, torch.Tensor] | None = None
+    grad: torch.Tensor | None = None
     seed: torch.Tensor | None = None      # ones, one per row: backward's seed gradient
 
     def group_at(self, pos: int) -> tuple[UpdateGroup, int]:
-        for group, positions, _index in self.groups:
-            if pos in positions:
-                return group, positions.index(pos)
+        for group, a, b in self.groups:
+            if a <= pos < b:
+                return group, pos - a
         raise KeyError(pos)
 
     def group_of(self, run_id: int) -> tuple[UpdateGroup, int]:

@@ -117,6 +117,11 @@ class UpdateGroup:
         self._values = derived
         self._constants = {}
         self._no_decay = bool(np.all(h["weight_decay"] == 0))
+        #: the hyperparameters (and derived values) every row shares, as Python floats
+        self._uniform = {k: float(np.float32(v[0])) for k, v in derived.items()
+                         if len(v) == 1 or (v == v[0]).all()}
+        self._steps_uniform: bool | None = None
+        self._nesterov = [bool(row.get("nesterov", False)) for row in self.hypers]
 
     def const(self, key: str, rank: int) -> torch.Tensor:
         """Hyperparameter ``key`` shaped to broadcast over a parameter of ``rank`` dims."""
@@ -127,8 +132,17 @@ class UpdateGroup:
         return cached
 
     def _tensor(self, values: np.ndarray, rank: int) -> torch.Tensor:
-        if np.all(values == values[0]):
+        if len(values) == 1 or (values == values[0]).all():
             return torch.tensor(float(values[0]), dtype=torch.float32, device=self.device)
+        return torch.as_tensor(values, dtype=torch.float32, device=self.device).reshape(
+            (-1,) + (1,) * rank)
+
+    def _per_step(self, values: np.ndarray, rank: int) -> torch.Tensor | float:
+        """A value that changes every step (a bias correction): a plain float when every row
+        has the same (a float32 tensor times a float rounds exactly as times a 0-d float32
+        tensor), a tensor of one value per row otherwise."""
+        if len(values) == 1 or (values == values[0]).all():
+            return float(np.float32(values[0]))
         return torch.as_tensor(values, dtype=torch.float32, device=self.device).reshape(
             (-1,) + (1,) * rank)
 
@@ -166,6 +180,7 @@ class UpdateGroup:
     def restore(self, snapshot: tuple[np.ndarray, dict[str, Tensors]]) -> None:
         self.steps, state = snapshot
         self.steps = self.steps.copy()
+        self._steps_uniform = None
         self.state = {k: dict(v) for k, v in state.items()}
 
     def export(self) -> list[RowState]:
@@ -177,6 +192,14 @@ class UpdateGroup:
                 for r in range(self.rows)]
 
     # --- the update ---------------------------------------------------------------------
+
+    @property
+    def steps_uniform(self) -> bool:
+        """Every row has applied as many updates (they all advance together, so this holds
+        from the moment a group is made)."""
+        if self._steps_uniform is None:
+            self._steps_uniform = bool(len(self.steps) == 1 or (self.steps == self.steps[0]).all())
+        return self._steps_uniform
 
     def step(self, params: Tensors, grads: Tensors) -> Tensors:
         """One update of every row: new parameter tensors (the old ones are left as they
@@ -195,11 +218,38 @@ class UpdateGroup:
         """L2 weight decay folded into the gradient, as torch does (grad + wd * param)."""
         if self._no_decay:
             return g
-        return torch.addcmul(g, self.const("weight_decay", rank), p)
+        return self._addcmul(g, "weight_decay", p, None, rank)
+
+    # Fewer operations where every row has the same value: a scalar ``value=`` folds the
+    # multiplication into the kernel. Both forms round alike (value * t1 * t2 is computed as
+    # (value * t1) * t2 either way), so a run gives the same numbers alone and in a race.
+
+    def _addcmul(self, x: torch.Tensor, key: str, t1: torch.Tensor, t2: torch.Tensor | None,
+                 rank: int) -> torch.Tensor:
+        """x + h[key] * t1 * t2 (t2 None: x + h[key] * t1)."""
+        h = self._uniform.get(key)
+        if t2 is None:
+            return torch.addcmul(x, self.const(key, rank), t1)
+        if h is not None:
+            return torch.addcmul(x, t1, t2, value=h)
+        return torch.addcmul(x, t1 * self.const(key, rank), t2)
+
+    @staticmethod
+    def _addcdiv(x: torch.Tensor, value: float | torch.Tensor, t1: torch.Tensor,
+                 t2: torch.Tensor) -> torch.Tensor:
+        """x + value * t1 / t2."""
+        if isinstance(value, float):
+            return torch.addcdiv(x, t1, t2, value=value)
+        return torch.addcdiv(x, t1 * value, t2)
 
     def _sgd(self, params: Tensors, grads: Tensors) -> Tensors:
         out = {}
-        first = self.steps == 1 if self.rule == "momentum" else None
+        if self.rule == "momentum":
+            if self.steps_uniform:  # all rows on their first update, or none
+                first_all, first_any, first = self.steps[0] == 1, self.steps[0] == 1, None
+            else:
+                first = self.steps == 1
+                first_all, first_any = bool(first.all()), bool(first.any())
         for name, p in params.items():
             rank = p.dim() - 1
             g = self._decayed(p, grads[name], rank)
@@ -207,19 +257,19 @@ class UpdateGroup:
                 m = self.const("momentum", rank)
                 buf = self.state["momentum_buffer"][name]
                 # torch starts the buffer as a copy of the first gradient, undamped
-                moved = torch.addcmul(buf * m, self.const("1-dampening", rank), g)
-                if first.all():
+                if first_all:
                     buf = g
-                elif first.any():
-                    buf = torch.where(self._row_mask(first, rank), g, moved)
                 else:
-                    buf = moved
+                    moved = self._addcmul(buf * m, "1-dampening", g, None, rank)
+                    buf = torch.where(self._row_mask(first, rank), g, moved) if first_any else moved
                 self.state["momentum_buffer"][name] = buf
-                nesterov = [h["nesterov"] for h in self.hypers]
+                nesterov = self._nesterov
                 if all(nesterov):
                     g = torch.addcmul(g, m, buf)
                 elif any(nesterov):
-                    mask = self._row_mask(np.array(nesterov), rank)
+                    mask = self._constants.get(("nesterov", rank))
+                    if mask is None:
+                        mask = self._constants[("nesterov", rank)] = self._row_mask(np.array(nesterov), rank)
                     g = torch.where(mask, torch.addcmul(g, m, buf), buf)
                 else:
                     g = buf
@@ -228,11 +278,19 @@ class UpdateGroup:
 
     def _adam(self, params: Tensors, grads: Tensors) -> Tensors:
         out = {}
-        steps = self.steps.astype(np.float64)
-        bc1 = 1.0 - self._values["beta1"] ** steps
-        bc2 = 1.0 - self._values["beta2"] ** steps
-        neg_step_size = -(self._values["lr"] / bc1)
-        bc2_sqrt = np.sqrt(bc2)
+        u = self._uniform
+        if self.steps_uniform and "beta1" in u and "beta2" in u and "-lr" in u:
+            # Every row alike: torch's own arithmetic, in Python floats (double precision).
+            step = float(self.steps[0])
+            h = self.hypers[0]
+            neg_step_size = float(np.float32(-(h["lr"] / (1.0 - h["beta1"] ** step))))
+            bc2_sqrt = float(np.float32((1.0 - h["beta2"] ** step) ** 0.5))
+        else:
+            steps = self.steps.astype(np.float64)
+            bc1 = 1.0 - self._values["beta1"] ** steps
+            bc2 = 1.0 - self._values["beta2"] ** steps
+            neg_step_size = self._per_step(-(self._values["lr"] / bc1), 0)
+            bc2_sqrt = self._per_step(np.sqrt(bc2), 0)
         decoupled = self.optimizer == "adamw"
         for name, p in params.items():
             rank = p.dim() - 1
@@ -243,14 +301,14 @@ class UpdateGroup:
             else:
                 g = self._decayed(p, g, rank)
             exp_avg = torch.lerp(self.state["exp_avg"][name], g, self.const("1-beta1", rank))
-            sq = torch.addcmul(self.state["exp_avg_sq"][name] * self.const("beta2", rank),
-                               g * self.const("1-beta2", rank), g)
+            sq = self._addcmul(self.state["exp_avg_sq"][name] * self.const("beta2", rank),
+                               "1-beta2", g, g, rank)
             self.state["exp_avg"][name], self.state["exp_avg_sq"][name] = exp_avg, sq
             if "max_exp_avg_sq" in self.state:
                 sq = torch.maximum(self.state["max_exp_avg_sq"][name], sq)
                 self.state["max_exp_avg_sq"][name] = sq
-            denom = sq.sqrt() / self._tensor(bc2_sqrt, rank) + self.const("eps", rank)
-            out[name] = torch.addcdiv(p, exp_avg * self._tensor(neg_step_size, rank), denom)
+            denom = sq.sqrt().div_(self._shaped(bc2_sqrt, rank)).add_(self.const("eps", rank))
+            out[name] = self._addcdiv(p, self._shaped(neg_step_size, rank), exp_avg, denom)
         return out
 
     def _rmsprop(self, params: Tensors, grads: Tensors) -> Tensors:
@@ -258,37 +316,44 @@ class UpdateGroup:
         for name, p in params.items():
             rank = p.dim() - 1
             g = self._decayed(p, grads[name], rank)
-            square_avg = torch.addcmul(self.state["square_avg"][name] * self.const("alpha", rank),
-                                       g * self.const("1-alpha", rank), g)
+            square_avg = self._addcmul(self.state["square_avg"][name] * self.const("alpha", rank),
+                                       "1-alpha", g, g, rank)
             self.state["square_avg"][name] = square_avg
             if "grad_avg" in self.state:
                 grad_avg = torch.lerp(self.state["grad_avg"][name], g, self.const("1-alpha", rank))
                 self.state["grad_avg"][name] = grad_avg
-                avg = torch.addcmul(square_avg, grad_avg, grad_avg, value=-1).sqrt()
+                avg = torch.addcmul(square_avg, grad_avg, grad_avg, value=-1).sqrt_()
             else:
                 avg = square_avg.sqrt()
-            avg = avg + self.const("eps", rank)
+            avg = avg.add_(self.const("eps", rank))
             if "momentum_buffer" in self.state:
                 buf = torch.addcdiv(self.state["momentum_buffer"][name] * self.const("momentum", rank),
                                     g, avg)
                 self.state["momentum_buffer"][name] = buf
                 out[name] = torch.addcmul(p, self.const("-lr", rank), buf)
             else:
-                out[name] = torch.addcdiv(p, g * self.const("-lr", rank), avg)
+                lr = self._uniform.get("-lr")
+                out[name] = self._addcdiv(p, lr if lr is not None else self.const("-lr", rank),
+                                          g, avg)
         return out
 
     def _adagrad(self, params: Tensors, grads: Tensors) -> Tensors:
         out = {}
         steps = self.steps.astype(np.float64)
-        neg_clr = -(self._values["lr"] / (1.0 + (steps - 1.0) * self._values["lr_decay"]))
+        neg_clr = self._per_step(-(self._values["lr"] / (1.0 + (steps - 1.0) * self._values["lr_decay"])), 0)
         for name, p in params.items():
             rank = p.dim() - 1
             g = self._decayed(p, grads[name], rank)
             total = torch.addcmul(self.state["sum"][name], g, g)
             self.state["sum"][name] = total
-            std = total.sqrt() + self.const("eps", rank)
-            out[name] = torch.addcdiv(p, g * self._tensor(neg_clr, rank), std)
+            std = total.sqrt().add_(self.const("eps", rank))
+            out[name] = self._addcdiv(p, self._shaped(neg_clr, rank), g, std)
         return out
+
+    @staticmethod
+    def _shaped(value: float | torch.Tensor, rank: int) -> float | torch.Tensor:
+        """A per-step value (float, or one per row) shaped for a parameter of ``rank`` dims."""
+        return value if isinstance(value, float) else value.reshape((-1,) + (1,) * rank)
 
     def _row_mask(self, flags: np.ndarray, rank: int) -> torch.Tensor:
         return torch.as_tensor(flags, device=self.device).reshape((-1,) + (1,) * rank)
