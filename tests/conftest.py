@@ -18,6 +18,7 @@ def window(qtbot):
     win.ask_unsaved = lambda: "discard"  # no blocking dialog in tests
     qtbot.addWidget(win)
     win.show()
+    qtbot.waitExposed(win)  # as a user sees it: on screen, able to take keys
     yield win
     win.close()
     app_settings().clear()

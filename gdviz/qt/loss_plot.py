@@ -10,7 +10,8 @@ from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from ..core.model import Run
-from .plot_style import Marker, TimedPlotWidget, cache_axes, finite_bounds, sticky_range
+from .plot_style import (Marker, TimedPlotWidget, cache_axes, finite_bounds, legend_entries,
+                         sticky_range)
 
 
 class LossPlotView(QWidget):
@@ -50,7 +51,8 @@ class LossPlotView(QWidget):
         cache_axes(item)
         item.hideButtons()
         item.disableAutoRange()  # ranges move with hysteresis instead (see plot_style)
-        self.legend = item.addLegend(offset=(-10, 10), labelTextSize="9pt")
+        self.legend = item.addLegend(offset=(-10, 10), labelTextSize="9pt", labelTextColor="#222",
+                                     brush=pg.mkBrush(255, 255, 255, 210), pen=pg.mkPen("#bbb"))
         self.legend.hide()
         self.curves: dict[int, pg.PlotDataItem] = {}
         self.marker = Marker("#d62728", 9)
@@ -84,9 +86,12 @@ class LossPlotView(QWidget):
                 self.curves[run.id] = curve
             curve.setPen(pen)
             curve.setVisible(run.settings.visible)
-            if run.settings.visible:
-                self.legend.addItem(curve, run.label)
-        self.legend.setVisible(len([r for r in runs if r.settings.visible]) > 1)
+        shown = [r for r in runs if r.settings.visible]
+        for run in legend_entries(shown):
+            self.legend.addItem(self.curves[run.id], run.label)
+        if len(shown) > len(legend_entries(shown)):
+            self.legend.addItem(pg.PlotDataItem(pen=None), f"… {len(shown)} runs")
+        self.legend.setVisible(len(shown) > 1)
         self._selected = selected
 
     def clear(self) -> None:

@@ -84,7 +84,8 @@ class MainWindow(QMainWindow):
         scroll = QScrollArea()
         scroll.setWidget(self.problemPanel)
         scroll.setWidgetResizable(True)
-        scroll.setMinimumWidth(380)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setMinimumWidth(self.problemPanel.minimumSizeHint().width() + 24)
         plots = QSplitter(Qt.Orientation.Horizontal)
         plots.addWidget(self.lossView)
         plots.addWidget(self.trajectoryView)
@@ -264,6 +265,7 @@ class MainWindow(QMainWindow):
         if self.controller.running:
             self.controller.pause()
         elif self._problem_ok:
+            self.clear_message()  # what it said was for before this run
             self.controller.play()
 
     def _on_controls_step_requested(self, count: int) -> None:

@@ -53,6 +53,18 @@ def finite_bounds(values: np.ndarray) -> tuple[float, float]:
     return float(finite.min()), float(finite.max())
 
 
+MAX_LEGEND = 10
+
+
+def legend_entries(items: list) -> list:
+    """At most MAX_LEGEND of ``items``, evenly spread and always with the first and last:
+    a sweep of 64 runs keeps a legend that names its range without covering the plot."""
+    if len(items) <= MAX_LEGEND:
+        return list(items)
+    picks = np.linspace(0, len(items) - 1, MAX_LEGEND).round().astype(int)
+    return [items[i] for i in dict.fromkeys(picks)]
+
+
 class Marker(QGraphicsEllipseItem):
     """A dot of fixed pixel size at a data point.
 

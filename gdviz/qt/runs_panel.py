@@ -77,7 +77,7 @@ class RunsPanel(QGroupBox):
                                        "I switch now?\"", self._emit_fork)
         self.removeButton = self._button("Remove", "removeRunButton", "Remove the selected run",
                                          self._emit_remove)
-        self.moreButton = QToolButton(objectName="moreRunsButton", text="More ▾")
+        self.moreButton = QToolButton(objectName="moreRunsButton", text="More")
         self.moreButton.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
         menu = QMenu(self.moreButton)
         self.compareAction = menu.addAction("Compare optimizers", self.compareRequested.emit)
@@ -148,6 +148,7 @@ class RunsPanel(QGroupBox):
         row = self._ids.index(run_id)
         if self.table.currentRow() != row:
             blocker = QSignalBlocker(self.table)
+            self.table.setCurrentCell(row, 1)  # the current row is what the buttons act on
             self.table.selectRow(row)
             del blocker
 

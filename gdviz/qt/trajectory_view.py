@@ -23,7 +23,8 @@ from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QPushButton, QVBox
 from ..core.analysis.landscape import LandscapeGrid
 from ..core.history import ColumnLayout
 from ..core.model import Run
-from .plot_style import Marker, TimedPlotWidget, cache_axes, finite_bounds, sticky_range
+from .plot_style import (Marker, TimedPlotWidget, cache_axes, finite_bounds, legend_entries,
+                         sticky_range)
 
 GRID_2D = 120
 GRID_1D = 400
@@ -86,6 +87,12 @@ class TrajectoryView(QWidget):
         cache_axes(self.item)
         self.item.hideButtons()  # our Fit button replaces pyqtgraph's auto-range "A"
         layout.addWidget(self.plot, 1)
+        # One legend for the plot's life (pyqtgraph keeps returning the first one it made):
+        # the runs in the landscape modes, the elements in the parameters plot.
+        self.legend = self.item.addLegend(offset=(10, 10), labelTextSize="9pt",
+                                          labelTextColor="#222", brush=pg.mkBrush(255, 255, 255, 210),
+                                          pen=pg.mkPen("#bbb"))
+        self.legend.hide()
         self.colormap = pg.colormap.get("viridis")
         self.image = pg.ImageItem()
         self.image.setColorMap(self.colormap)
@@ -97,7 +104,6 @@ class TrajectoryView(QWidget):
         self.start_marker = Marker("#00c853", 14, outline="black")
         self.drawings: dict[int, _RunDrawing] = {}
         self.lines: list[pg.PlotDataItem] = []
-        self.legend: pg.LegendItem | None = None
 
         self.layout_: ColumnLayout | None = None
         self.mode = "none"
@@ -141,9 +147,8 @@ class TrajectoryView(QWidget):
         self._auto_log = True
         self._user_range = bool(landscape)
         self.item.clear()
-        if self.legend is not None and self.legend.scene() is not None:
-            self.legend.scene().removeItem(self.legend)
-        self.legend = None
+        self.legend.clear()
+        self.legend.hide()
         self.drawings = {}
         self.lines = []
         self._landscape_key = None
@@ -196,6 +201,8 @@ class TrajectoryView(QWidget):
                 drawing = self.drawings.pop(run_id)
                 self.item.removeItem(drawing.path)
                 self.item.removeItem(drawing.marker)
+        self.legend.clear()
+        shown = [r for r in runs if r.settings.visible]
         for run in runs:
             drawing = self.drawings.get(run.id)
             color = run.settings.color or "#ff1744"
@@ -211,14 +218,19 @@ class TrajectoryView(QWidget):
             drawing.path.setVisible(run.settings.visible)
             drawing.marker.setVisible(run.settings.visible and drawing.marker.point is not None)
             drawing.path.setZValue(2 if run.id == selected else 1)
+        if len(shown) > 1:
+            for run in legend_entries(shown):
+                self.legend.addItem(self.drawings[run.id].path, run.label)
+            if len(shown) > len(legend_entries(shown)):
+                self.legend.addItem(pg.PlotDataItem(pen=None), f"… {len(shown)} runs")
+        self.legend.setVisible(len(shown) > 1)
 
     def _build_lines(self, run: Run | None) -> None:
-        # The legend is made anew with the lines, so lines and names always match.
+        # The legend is filled anew with the lines, so lines and names always match.
         for line in self.lines:
             self.item.removeItem(line)
-        if self.legend is not None and self.legend.scene() is not None:
-            self.legend.scene().removeItem(self.legend)
-        self.legend = self.item.addLegend(offset=(-10, 10), labelTextSize="9pt")
+        self.legend.clear()
+        self.legend.show()
         self.lines = []
         cols = self.layout_.param_columns
         shown = [i for _, i in self.axes][:MAX_LINES]
