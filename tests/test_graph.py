@@ -120,7 +120,7 @@ def test_cli_graph_svg_parses_and_png_has_content(capsys, tmp_path, qapp):
     assert main(["graph", "--preset", "seed-autograd", "--out", str(png), "--scale", "1.5"]) == 0
     from PySide6.QtGui import QImage
     image = QImage(str(png))
-    assert image.width() > 300 and image.height() > 300
+    assert image.width() > 300 and image.height() > 100
     colors = {image.pixelColor(x, y).name() for x in range(0, image.width(), 7) for y in range(0, image.height(), 7)}
     assert len(colors) > 5  # not a blank page
 

@@ -54,8 +54,10 @@ def test_type_seed_press_play_reaches_1_9999(qtbot, window):
     assert set(result) >= {"status", "steps", "loss", "params", "grads", "device", "optimizer",
                            "elapsed_s", "steps_per_s"}
     window.redraw()
-    x, y = window.lossView.curve.xData, window.lossView.curve.yData  # all of it, not downsampled
-    assert len(x) == 10_000 and y[0] > y[-1]
+    x, y = window.lossView.curve.xData, window.lossView.curve.yData  # peak-decimated for drawing
+    history = window.controller.history
+    assert x[0] == 0 and x[-1] == 9_999 and y[0] == history.loss[0] > y[-1] == history.loss[-1]
+    assert y.max() == history.loss.max() and y.min() == history.loss.min()
 
 
 def test_step_advances_exactly_one_step_and_the_plots_show_it(qtbot, window):
@@ -248,3 +250,13 @@ def test_last_problem_and_geometry_are_remembered(qtbot, window):
         assert size.height() == 520 and again.size().height() == 520
     finally:
         again.close()
+
+
+def test_decimation_keeps_the_peaks_and_the_ends():
+    from gdviz.qt.plot_style import decimate
+
+    x = np.arange(100_000.0)
+    y = np.sin(x / 500) + (x == 31_337) * 7.0 - (x == 77_777) * 9.0
+    dx, dy = decimate(x, y, 2000)
+    assert len(dx) <= 2100 and dx[0] == 0 and dx[-1] == 99_999
+    assert dy.max() == y.max() and dy.min() == y.min() and np.all(np.diff(dx) > 0)

@@ -55,9 +55,24 @@ class ComputationGraph:
     edges: list[GraphEdge]
     positions: dict[int, tuple[float, float]] = field(default_factory=dict)
     direction: str = "LR"
+    #: per edge (by index), the points its drawing passes through between its two nodes
+    routes: dict[int, list[tuple[float, float]]] = field(default_factory=dict)
 
     def node(self, node_id: int) -> GraphNode:
-        return self.nodes[node_id]
+        node = self.nodes[node_id] if node_id < len(self.nodes) else None
+        if node is None or node.id != node_id:  # a folded graph keeps the original ids
+            node = next(n for n in self.nodes if n.id == node_id)
+        return node
+
+    def without_constants(self) -> "ComputationGraph":
+        """The graph as the window draws it by default: literal numbers folded away (the op
+        that uses a number already says it, as in 2*x**2), ids unchanged."""
+        keep = [n for n in self.nodes if n.kind != CONSTANT]
+        ids = {n.id for n in keep}
+        graph = ComputationGraph(keep, [e for e in self.edges if e.source in ids and e.target in ids],
+                                 {i: p for i, p in self.positions.items() if i in ids}, self.direction)
+        graph.full_key = self.structure_key()
+        return graph
 
     def structure_key(self) -> tuple:
         """Equal for two graphs that differ only in values and gradients."""
@@ -170,9 +185,11 @@ def estimate_size(node: GraphNode, char_w: float = 7.0, line_h: float = 15.0) ->
 
 def layout_graph(graph: ComputationGraph,
                  sizes: Mapping[int, tuple[float, float]] | None = None,
-                 gap: float = 30.0, direction: str = "LR") -> dict[int, tuple[float, float]]:
+                 gap: float = 30.0, direction: str = "LR",
+                 layer_gap: float | None = None) -> dict[int, tuple[float, float]]:
     """Layered (Sugiyama) positions of node centers: inputs first, the loss last, in layers
-    from left to right (``LR``, suits a wide panel) or top to bottom (``TB``).
+    from left to right (``LR``, suits a wide panel) or top to bottom (``TB``). ``gap`` lies
+    between nodes of a layer, ``layer_gap`` between layers (room for edge labels).
     Stores them in ``graph.positions`` and returns them."""
     across = direction == "LR"
     from grandalf.graphs import Edge, Graph, Vertex
@@ -183,6 +200,16 @@ def layout_graph(graph: ComputationGraph,
             self.w, self.h = w, h
             self.xy = (0.0, 0.0)
 
+    class _Route:
+        """Where grandalf routes an edge: through the points it keeps free for an edge that
+        spans several layers, so that it passes between nodes, not through them."""
+
+        def __init__(self) -> None:
+            self.points: list[tuple[float, float]] = []
+
+        def setpath(self, points) -> None:
+            self.points = [tuple(p) for p in points]
+
     sizes = dict(sizes or {})
     vertices = {}
     for node in graph.nodes:
@@ -191,14 +218,19 @@ def layout_graph(graph: ComputationGraph,
         # grandalf stacks layers vertically; for left-to-right, lay out the transpose.
         v.view = _View(h, w) if across else _View(w, h)
         vertices[node.id] = v
-    g = Graph(list(vertices.values()),
-              [Edge(vertices[e.source], vertices[e.target]) for e in graph.edges
-               if e.source != e.target])
+    edges = []
+    for e in graph.edges:
+        if e.source != e.target:
+            edge = Edge(vertices[e.source], vertices[e.target])
+            edge.view = _Route()
+            edges.append((e, edge))
+    g = Graph(list(vertices.values()), [edge for _, edge in edges])
     positions: dict[int, tuple[float, float]] = {}
+    moves: dict[int, tuple[float, float]] = {}  # component shift of each vertex
     offset = 0.0
     for component in g.C:
         layout = SugiyamaLayout(component)
-        layout.xspace, layout.yspace = gap, gap * 1.6
+        layout.xspace, layout.yspace = gap, (gap * 1.6 if layer_gap is None else layer_gap)
         roots = [v for v in component.sV if not v.e_in()]
         layout.init_all(roots=roots or None)
         layout.draw()
@@ -208,7 +240,14 @@ def layout_graph(graph: ComputationGraph,
         for v in component.sV:
             x, y = v.view.xy[0] - left + offset, v.view.xy[1]
             positions[v.data] = (y, x) if across else (x, y)
+            moves[v.data] = (offset - left, 0.0)
         offset += right - left + gap * 2
     graph.positions = positions
     graph.direction = direction
+    # The inner points of each edge's route (the ends are the nodes themselves).
+    graph.routes = {}
+    for k, (e, edge) in enumerate(edges):
+        dx, _ = moves.get(e.source, (0.0, 0.0))
+        inner = [(x + dx, y) for x, y in edge.view.points[1:-1]]
+        graph.routes[k] = [(y, x) for x, y in inner] if across else inner
     return positions

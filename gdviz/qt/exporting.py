@@ -48,10 +48,15 @@ class WindowSource:
     def window(self):
         return self._w
 
+    @property
+    def graph_numbers(self) -> bool:
+        """Whether the graph shows typed numbers as nodes (exports draw it as shown)."""
+        return self._w.graphArea.numbersCheck.isChecked()
+
     def graph(self):
         panel = self._w.graphArea
         panel.refresh_now()
-        return panel.graph
+        return panel.full_graph if panel.graph is not None else None
 
 
 class Exporting(QObject):

@@ -15,22 +15,24 @@ from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import QObject, QPointF, QRectF, Qt, QThread, QTimer, Signal
-from PySide6.QtGui import (QBrush, QColor, QFont, QImage, QLinearGradient, QPainter,
+from PySide6.QtGui import (QBrush, QColor, QFont, QFontMetricsF, QImage, QLinearGradient, QPainter,
                            QPainterPath, QPen, QPolygonF)
 from PySide6.QtWidgets import (QCheckBox, QGraphicsItem, QGraphicsPathItem, QGraphicsScene,
-                               QGraphicsTextItem,
                                QGraphicsView, QHBoxLayout, QLabel, QPushButton, QVBoxLayout,
                                QWidget)
 
-from ..core.graph import (CONSTANT, FROZEN, PARAM, ComputationGraph, estimate_size,
-                          layout_graph, node_lines, save_graph_text, summarize)
+from ..core.graph import (CONSTANT, FROZEN, PARAM, ComputationGraph, layout_graph, node_lines,
+                          save_graph_text, summarize)
 from .plot_style import GUI_CLOCK
 from .rendering import paint_image, paint_svg, save_image, save_svg
 
-FONT = QFont("DejaVu Sans", 9)
-LINE_H = 15.0
-CHAR_W = 7.0
+FONT = QFont("DejaVu Sans", 9)          # 9 pt at 100% zoom: readable on a projector
+EDGE_FONT = QFont("DejaVu Sans", 8)
+LINE_H = 16.0
+PAD = 10.0
+LAYER_GAP = 96.0  # room between layers for an edge's gradient label
 LIVE_INTERVAL_MS = 200  # the graph recaptures at most five times a second
+READABLE_SCALE = 1.0    # Fit never shrinks text below its 9 pt size: it scrolls instead
 
 
 def grad_color(t: float | None) -> QColor:
@@ -57,12 +59,39 @@ def grad_scale(graph: ComputationGraph) -> tuple[float, float]:
     return (lo, hi if hi > lo else lo + 1)
 
 
-def node_size(graph_node) -> tuple[float, float]:
-    return estimate_size(graph_node, CHAR_W, LINE_H)
+def _fonts() -> list[QFont]:
+    bold, italic = QFont(FONT), QFont(FONT)
+    bold.setBold(True)
+    italic.setItalic(True)
+    return [bold, italic, FONT]
+
+
+def node_size(node) -> tuple[float, float]:
+    """The box a node needs, measured with the fonts it is drawn in, wide enough for any
+    value its lines can show as the run goes on (so the box never has to grow)."""
+    lines = node_lines(node)
+    bold, italic, plain = (QFontMetricsF(f) for f in _fonts())
+    widths = [bold.horizontalAdvance(lines[0])]
+    for k, text in enumerate(lines[1:], start=1):
+        metrics = italic if (k == 1 and node.op) else plain
+        widths.append(metrics.horizontalAdvance(text))
+        if text.startswith(("value ", "grad ")):
+            widths.append(plain.horizontalAdvance(_widest(text)))
+    return (max(widths) + 2 * PAD, len(lines) * LINE_H + PAD)
+
+
+def _widest(text: str) -> str:
+    """The longest text a value line of this kind can take: shape kept, numbers at their
+    widest (summarize shows 4 significant digits)."""
+    head, _, rest = text.partition(" ")
+    if "," in rest:
+        return f"{head} {rest.split(',')[0]}, -8.88e-88…-8.88e-88"
+    return f"{head} -8.888e-88"
 
 
 class NodeItem(QGraphicsItem):
-    """A rounded box with the node's lines of text; hover shows the full tensors."""
+    """A rounded box with the node's lines of text; hover shows the full tensors. Cached as
+    a pixmap: only a node whose values changed is painted again."""
 
     def __init__(self, node, size: tuple[float, float]):
         super().__init__()
@@ -70,15 +99,20 @@ class NodeItem(QGraphicsItem):
         self.w, self.h = size
         self.fill = QColor("#eeeeee")
         self.setAcceptHoverEvents(True)
+        self.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
+        self.lines: list[str] = []
         self.update_node(node, None)
 
     def boundingRect(self) -> QRectF:  # noqa: N802
-        return QRectF(-self.w / 2 - 1, -self.h / 2 - 1, self.w + 2, self.h + 2)
+        return QRectF(-self.w / 2 - 2, -self.h / 2 - 2, self.w + 4, self.h + 4)
 
     def update_node(self, node, t: float | None) -> None:
+        lines = node_lines(node)
+        fill = QColor("#f5f5f5") if node.kind in (CONSTANT, FROZEN) else grad_color(t)
         self.node = node
-        self.lines = node_lines(node)
-        self.fill = QColor("#f5f5f5") if node.kind in (CONSTANT, FROZEN) else grad_color(t)
+        if lines == self.lines and fill == self.fill:
+            return
+        self.lines, self.fill = lines, fill
         self.setToolTip(_tooltip(node))
         self.update()
 
@@ -90,20 +124,22 @@ class NodeItem(QGraphicsItem):
         if kind in (CONSTANT, FROZEN):
             pen.setStyle(Qt.PenStyle.DashLine if kind == FROZEN else Qt.PenStyle.SolidLine)
             pen.setColor(QColor("#888888"))
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
         painter.setPen(pen)
         painter.setBrush(QBrush(self.fill))
-        radius = self.h / 2 if kind == CONSTANT else 6
+        radius = min(self.h / 2, 12) if kind == CONSTANT else 6
         painter.drawRoundedRect(rect, radius, radius)
-        painter.setFont(FONT)
-        y = rect.top() + 5
+        fonts = _fonts()
+        y = rect.top() + PAD / 2
+        width = rect.width() - 2 * PAD + 4
         for i, text in enumerate(self.lines):
-            font = QFont(FONT)
-            font.setBold(i == 0)
-            font.setItalic(i == 1 and bool(self.node.op))
+            font = fonts[0] if i == 0 else fonts[1] if (i == 1 and self.node.op) else fonts[2]
             painter.setFont(font)
-            painter.setPen(QColor("#111111" if i != 1 or not self.node.op else "#555555"))
-            painter.drawText(QRectF(rect.left() + 4, y, rect.width() - 8, LINE_H),
-                             Qt.AlignmentFlag.AlignCenter, text)
+            painter.setPen(QColor("#555555" if (i == 1 and self.node.op) else "#111111"))
+            # never spill out of the box: a text that cannot fit is cut with an ellipsis
+            shown = QFontMetricsF(font).elidedText(text, Qt.TextElideMode.ElideRight, width)
+            painter.drawText(QRectF(rect.left() + PAD - 2, y, width, LINE_H),
+                             Qt.AlignmentFlag.AlignCenter, shown)
             y += LINE_H
 
 
@@ -123,28 +159,74 @@ def _tooltip(node) -> str:
 
 
 class EdgeItem(QGraphicsPathItem):
-    """An arrow from an input to the op that used it, with the gradient flowing back."""
+    """An arrow from an input to the op that used it, through the points the layout kept
+    free for it (``via``). ``bow`` bends parallel edges (x*x) apart so that both, and both
+    their labels, can be seen. Its label sits just before the arrow, in the gap in front of
+    the op, where no node can be."""
 
-    def __init__(self, start: QPointF, end: QPointF, across: bool = True):
+    def __init__(self, start: QPointF, end: QPointF, across: bool = True, bow: float = 0.0,
+                 via: list[tuple[float, float]] = ()):
         super().__init__()
         self.setPen(QPen(QColor("#666666"), 1.3))
         self.setZValue(-1)
+        self.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
+        points = [start, *(QPointF(x, y) for x, y in via), end]
         path = QPainterPath(start)
-        if across:  # leaves the right side, arrives at the left side, horizontally
-            mid = (start.x() + end.x()) / 2
-            path.cubicTo(QPointF(mid, start.y()), QPointF(mid, end.y()), end)
-            head = [end, end + QPointF(-9, -5), end + QPointF(-9, 5), end]
-        else:  # leaves the bottom, arrives at the top, vertically
-            mid = (start.y() + end.y()) / 2
-            path.cubicTo(QPointF(start.x(), mid), QPointF(end.x(), mid), end)
-            head = [end, end + QPointF(-5, -9), end + QPointF(5, -9), end]
+        for a, b in zip(points, points[1:]):
+            if across:  # horizontal tangents: in and out of each layer sideways
+                mid = (a.x() + b.x()) / 2
+                path.cubicTo(QPointF(mid, a.y() + bow), QPointF(mid, b.y() + bow), b)
+            else:
+                mid = (a.y() + b.y()) / 2
+                path.cubicTo(QPointF(a.x() + bow, mid), QPointF(b.x() + bow, mid), b)
+        line_end = path.length()
+        head = [end, end + QPointF(-9, -5), end + QPointF(-9, 5), end] if across else \
+            [end, end + QPointF(-5, -9), end + QPointF(5, -9), end]
         path.addPolygon(QPolygonF(head))
         self.setPath(path)
-        self.label_pos = path.pointAtPercent(0.5)
+        self.label_pos = path.pointAtPercent(path.percentAtLength(max(0.0, line_end - 42)))
+        if bow:  # parallel edges meet at the arrow: keep their labels apart
+            self.label_pos += QPointF(0, bow * 0.7) if across else QPointF(bow * 2.5, 0)
 
     def paint(self, painter: QPainter, option, widget=None) -> None:
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
         super().paint(painter, option, widget)
+
+
+class EdgeLabel(QGraphicsItem):
+    """The gradient flowing back along an edge, on a white tab centred on the edge."""
+
+    def __init__(self, center: QPointF):
+        super().__init__()
+        self.text = ""
+        self.center = center
+        self.setZValue(1)
+        self.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
+        self.setToolTip("∂: the gradient of the loss flowing back along this edge (what the "
+                        "op passes to its input)")
+        self._rect = QRectF()
+
+    def set_text(self, text: str) -> None:
+        if text == self.text:
+            return
+        self.prepareGeometryChange()
+        self.text = text
+        w = QFontMetricsF(EDGE_FONT).horizontalAdvance(text) + 6 if text else 0
+        self._rect = QRectF(self.center.x() - w / 2, self.center.y() - 8, w, 16)
+        self.update()
+
+    def boundingRect(self) -> QRectF:  # noqa: N802
+        return self._rect
+
+    def paint(self, painter: QPainter, _option, _widget=None) -> None:
+        if not self.text:
+            return
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(QColor(255, 255, 255, 225))
+        painter.drawRoundedRect(self._rect, 3, 3)
+        painter.setFont(EDGE_FONT)
+        painter.setPen(QColor("#7b1fa2"))
+        painter.drawText(self._rect, Qt.AlignmentFlag.AlignCenter, self.text)
 
 
 class GraphScene(QGraphicsScene):
@@ -154,7 +236,7 @@ class GraphScene(QGraphicsScene):
         super().__init__(parent)
         self.graph: ComputationGraph | None = None
         self.node_items: dict[int, NodeItem] = {}
-        self.edge_labels: list = []
+        self.edge_labels: list[EdgeLabel] = []
         self.show_edge_grads = True
         self.setBackgroundBrush(QBrush(QColor("white")))
 
@@ -170,21 +252,20 @@ class GraphScene(QGraphicsScene):
             self.addItem(item)
             self.node_items[node.id] = item
         across = graph.direction == "LR"
-        for edge in graph.edges:
+        seen: dict[tuple[int, int], int] = {}
+        for index, edge in enumerate(graph.edges):
             a, b = self.node_items[edge.source], self.node_items[edge.target]
+            k = seen[(edge.source, edge.target)] = seen.get((edge.source, edge.target), -1) + 1
+            bow = 0.0 if k == 0 else (18.0 if k % 2 else -18.0) * ((k + 1) // 2)
             if across:
                 start, end = a.pos() + QPointF(a.w / 2, 0), b.pos() - QPointF(b.w / 2, 0)
             else:
                 start, end = a.pos() + QPointF(0, a.h / 2), b.pos() - QPointF(0, b.h / 2)
-            item = EdgeItem(start, end, across)
+            item = EdgeItem(start, end, across, bow, graph.routes.get(index, ()))
             self.addItem(item)
-            text = QGraphicsTextItem()
-            text.setFont(QFont("DejaVu Sans", 7))
-            text.setDefaultTextColor(QColor("#8e24aa"))
-            text.setPos(item.label_pos + (QPointF(-22, -20) if across else QPointF(4, -9)))
-            text.setZValue(1)
-            self.addItem(text)
-            self.edge_labels.append(text)
+            label = EdgeLabel(item.label_pos)
+            self.addItem(label)
+            self.edge_labels.append(label)
         self.update_values(graph, (lo, hi))
         self.setSceneRect(self.itemsBoundingRect().adjusted(-20, -20, 20, 20))
 
@@ -202,10 +283,8 @@ class GraphScene(QGraphicsScene):
                 t = (math.log10(m) - lo) / (hi - lo) if m > 0 else 0.0
             item.update_node(node, t)
         for edge, label in zip(graph.edges, self.edge_labels):
-            shown = f"∂ {summarize(edge.grad, 3)}" if edge.grad is not None and self.show_edge_grads else ""
-            if label.toPlainText() != shown:
-                label.setHtml(f'<span style="background-color: rgba(255,255,255,200)">{shown}</span>'
-                              if shown else "")
+            label.set_text(f"∂ {summarize(edge.grad, 3)}"
+                           if edge.grad is not None and self.show_edge_grads else "")
 
     def set_edge_grads_visible(self, on: bool) -> None:
         self.show_edge_grads = on
@@ -214,34 +293,51 @@ class GraphScene(QGraphicsScene):
 
     # --- export -------------------------------------------------------------------------
 
+    def _render(self, painter: QPainter, target: QRectF, rect: QRectF) -> None:
+        # Cached items would come out as bitmaps: text an SVG cannot search, a blurry 2x PNG.
+        items = [i for i in self.items() if i.cacheMode() != QGraphicsItem.CacheMode.NoCache]
+        for item in items:
+            item.setCacheMode(QGraphicsItem.CacheMode.NoCache)
+        try:
+            self.render(painter, target, rect)
+        finally:
+            for item in items:
+                item.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
+
     def render_svg(self, path: str | Path) -> None:
         """Write the drawing as SVG (QSvgGenerator: pyqtgraph's exporter fails on plain items)."""
         rect = self.sceneRect()
         save_svg(paint_svg(rect.width(), rect.height(), "gdviz computation graph",
-                           lambda painter, target: self.render(painter, target, rect)), path)
+                           lambda painter, target: self._render(painter, target, rect)), path)
 
     def render_image(self, scale: float = 2.0) -> QImage:
         rect = self.sceneRect()
         return paint_image(rect.width(), rect.height(), scale,
-                           lambda painter, target: self.render(painter, target, rect))
+                           lambda painter, target: self._render(painter, target, rect))
 
     def render_png(self, path: str | Path, scale: float = 2.0) -> None:
         save_image(self.render_image(scale), path)
 
 
-def save_graph(graph: ComputationGraph, path: str | Path, scale: float = 2.0) -> None:
+def save_graph(graph: ComputationGraph, path: str | Path, scale: float = 2.0,
+               constants: bool = False) -> None:
     """Write ``graph`` by suffix: .svg or .png (the window's drawing), .json or .dot."""
     suffix = Path(path).suffix.lower()
     if suffix in (".svg", ".png"):
-        scene = draw_graph(graph)
+        scene = draw_graph(graph if constants else graph.without_constants())
         scene.render_svg(path) if suffix == ".svg" else scene.render_png(path, scale)
     else:
         save_graph_text(graph, path)
 
 
+def lay_out(graph: ComputationGraph) -> dict[int, tuple[float, float]]:
+    """The window's layout: measured boxes, layers spaced for the edge labels."""
+    return layout_graph(graph, {n.id: node_size(n) for n in graph.nodes}, layer_gap=LAYER_GAP)
+
+
 def draw_graph(graph: ComputationGraph) -> GraphScene:
     """A laid-out scene for ``graph`` (used headless by ``gdviz graph``)."""
-    layout_graph(graph, {n.id: node_size(n) for n in graph.nodes})
+    lay_out(graph)
     scene = GraphScene()
     scene.build(graph)
     return scene
@@ -261,7 +357,7 @@ class GraphView(QGraphicsView):
     def wheelEvent(self, event) -> None:  # noqa: N802
         factor = 1.15 ** (event.angleDelta().y() / 120)
         scale = self.transform().m11()
-        if 0.05 < scale * factor < 20:
+        if 0.1 < scale * factor < 8:  # zooming out below 100% is the user's choice
             self.scale(factor, factor)
 
     def paintEvent(self, event) -> None:  # noqa: N802
@@ -270,12 +366,19 @@ class GraphView(QGraphicsView):
         GUI_CLOCK.add(time.perf_counter() - start)
 
     def fit_all(self) -> None:
+        """Fit what fits at a readable size: a graph larger than the view is shown at 100%
+        from its inputs, and the rest is a scroll away (text is never shrunk below 9 pt)."""
         rect = self.scene().itemsBoundingRect()
-        if rect.isValid():
-            self.fitInView(rect.adjusted(-10, -10, 10, 10), Qt.AspectRatioMode.KeepAspectRatio)
-            if self.transform().m11() > 1.5:  # a tiny graph: do not blow it up
-                self.resetTransform()
+        if not rect.isValid():
+            return
+        self.fitInView(rect.adjusted(-10, -10, 10, 10), Qt.AspectRatioMode.KeepAspectRatio)
+        scale = self.transform().m11()
+        if scale > 1.5 or scale < READABLE_SCALE:
+            self.resetTransform()
+            if scale > 1.5:  # a tiny graph: do not blow it up
                 self.centerOn(rect.center())
+            else:  # start where the data starts (the inputs), vertically centred
+                self.centerOn(rect.left() + self.viewport().width() / 2 - 10, rect.center().y())
 
 
 class GradientLegend(QWidget):
@@ -302,9 +405,15 @@ class GradientLegend(QWidget):
         p.drawRect(bar)
         p.setFont(QFont("DejaVu Sans", 8))
         lo, hi = self.range
-        p.drawText(QRectF(0, 3, 68, 16), Qt.AlignmentFlag.AlignRight, f"|grad| 1e{lo:.0f}")
-        p.drawText(QRectF(164, 3, 66, 16), Qt.AlignmentFlag.AlignLeft, f"1e{hi:.0f}")
+        p.drawText(QRectF(0, 3, 68, 16), Qt.AlignmentFlag.AlignRight, f"|grad| {_power(lo)}")
+        p.drawText(QRectF(164, 3, 66, 16), Qt.AlignmentFlag.AlignLeft, _power(hi))
         p.end()
+
+
+def _power(exponent: float) -> str:
+    """10 to a whole power, written as 1e-3, 1, 1e2 (not 1e-0)."""
+    k = round(exponent)
+    return "1" if k == 0 else f"1e{k}"
 
 
 class LayoutThread(QThread):
@@ -343,7 +452,7 @@ class LayoutThread(QThread):
                 token, graph, sizes = self._request
                 self._request = None
             start = time.perf_counter()
-            layout_graph(graph, sizes)
+            layout_graph(graph, sizes, layer_gap=LAYER_GAP)
             graph.layout_seconds = time.perf_counter() - start
             self.done.emit(token, graph)
 
@@ -358,13 +467,15 @@ class GraphPanel(QWidget):
 
     exportRequested = Signal(str)  # "svg", "png" or "json"
     captureRequested = Signal(object, int)  # flat parameters, token
+    popOutRequested = Signal()
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         self.setObjectName("graphPanel")
         self.scene = GraphScene(self)
         self.view = GraphView(self.scene)
-        self.graph: ComputationGraph | None = None
+        self.graph: ComputationGraph | None = None      # as drawn (numbers folded or not)
+        self.full_graph: ComputationGraph | None = None  # as captured, every node
         self._structure = None
         self._token = 0
         self._pending_point: np.ndarray | None = None
@@ -386,12 +497,17 @@ class GraphPanel(QWidget):
         header.addWidget(self.status, 1)
         self.legend = GradientLegend()
         header.addWidget(self.legend)
-        self.edgeGradCheck = QCheckBox("edge gradients", objectName="edgeGradCheck")
+        self.edgeGradCheck = QCheckBox("∂ on edges", objectName="edgeGradCheck")
         self.edgeGradCheck.setChecked(True)
-        self.edgeGradCheck.setToolTip("Show the gradient flowing back along each edge: "
-                                      "∂ loss / ∂ (the input's value), as the op passes it on")
+        self.edgeGradCheck.setToolTip("∂ on an edge: the gradient of the loss flowing back "
+                                      "along it, from the op to its input")
         self.edgeGradCheck.toggled.connect(self.scene.set_edge_grads_visible)
         header.addWidget(self.edgeGradCheck)
+        self.numbersCheck = QCheckBox("numbers", objectName="graphNumbersCheck")
+        self.numbersCheck.setToolTip("Show the numbers typed in the expression as nodes of "
+                                     "their own (otherwise they are part of the op's label)")
+        self.numbersCheck.toggled.connect(self._on_numbers_check_toggled)
+        header.addWidget(self.numbersCheck)
         self.fitButton = QPushButton("Fit", objectName="graphFitButton")
         self.fitButton.setToolTip("Fit the whole graph in view (wheel zooms, drag pans)")
         self.fitButton.clicked.connect(self.view.fit_all)
@@ -401,6 +517,11 @@ class GraphPanel(QWidget):
             button.setToolTip(f"Save the graph as {kind.upper()}")
             button.clicked.connect(lambda _c=False, k=kind: self.exportRequested.emit(k))
             header.addWidget(button)
+        self.popButton = QPushButton("Pop out", objectName="graphPopButton")
+        self.popButton.setToolTip("Show the graph in a window of its own (make it as large as "
+                                  "the screen); close that window to put it back")
+        self.popButton.clicked.connect(self.popOutRequested.emit)
+        header.addWidget(self.popButton)
         layout.addLayout(header)
         layout.addWidget(self.view, 1)
 
@@ -410,7 +531,7 @@ class GraphPanel(QWidget):
 
     def set_problem(self) -> None:
         """A new problem: forget the drawn graph."""
-        self.graph, self._structure, self._latest = None, None, None
+        self.graph, self.full_graph, self._structure, self._latest = None, None, None, None
         self._token += 1  # a capture or layout still on its way for the old problem is dropped
         self._shown_point = None
         self.scene.clear()
@@ -439,17 +560,24 @@ class GraphPanel(QWidget):
         """A captured graph: new values on the same structure, or a new layout."""
         if getattr(graph, "token", self._token) != self._token:
             return
-        key = graph.structure_key()
+        self.full_graph = graph
+        key = (graph.structure_key(), self.numbersCheck.isChecked())
+        shown = graph if self.numbersCheck.isChecked() else graph.without_constants()
         if key == self._structure:
             if self.graph is None:  # its layout is still running: show these values after
-                self._latest = graph
+                self._latest = shown
                 return
-            self._show_values(graph)
+            self._show_values(shown)
             return
         self._structure = key
         self._latest = None
-        self.status.setText(f"{len(graph.nodes)} nodes: laying out…")
-        self._layout.submit(self._token, graph, {n.id: node_size(n) for n in graph.nodes})
+        self.status.setText(f"{len(shown.nodes)} nodes: laying out…")
+        self._layout.submit(self._token, shown, {n.id: node_size(n) for n in shown.nodes})
+
+    def _on_numbers_check_toggled(self, _on: bool) -> None:
+        self._structure = None
+        if self.full_graph is not None:
+            self.show_graph(self.full_graph)
 
     def _show_values(self, graph: ComputationGraph) -> None:
         graph.positions = self.graph.positions

@@ -10,8 +10,8 @@ from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from ..core.model import Run
-from .plot_style import (Marker, TimedPlotWidget, cache_axes, finite_bounds, legend_entries,
-                         sticky_range)
+from .plot_style import (Marker, TimedPlotWidget, cache_axes, decimate, finite_bounds,
+                         legend_entries, sticky_range)
 
 
 class LossPlotView(QWidget):
@@ -39,9 +39,6 @@ class LossPlotView(QWidget):
 
         self.plot = TimedPlotWidget(background="w")
         item = self.plot.getPlotItem()
-        # On the plot, not the curve: addItem() overwrites a curve's own settings (DESIGN.md).
-        item.setDownsampling(auto=True, mode="peak")
-        item.setClipToView(True)
         item.showGrid(x=True, y=True, alpha=0.25)
         item.setLabel("bottom", "step")
         item.setLabel("left", "loss")
@@ -54,17 +51,20 @@ class LossPlotView(QWidget):
         self.legend = item.addLegend(offset=(-10, 10), labelTextSize="9pt", labelTextColor="#222",
                                      brush=pg.mkBrush(255, 255, 255, 210), pen=pg.mkPen("#bbb"))
         self.legend.hide()
-        self.curves: dict[int, pg.PlotDataItem] = {}
+        # Plain curve items, decimated here (peak decimation, see plot_style.decimate): with a
+        # curve per run, PlotDataItem's own per-item processing costs more than the drawing.
+        self.curves: dict[int, pg.PlotCurveItem] = {}
         self.marker = Marker("#d62728", 9)
         item.addItem(self.marker, ignoreBounds=True)
         layout.addWidget(self.plot, 1)
-        self._data: list[tuple[np.ndarray, np.ndarray]] = []
+        self._data: list[tuple[int, np.ndarray, np.ndarray]] = []
+        self._drawn: dict[int, tuple] = {}  # run id -> what its curve shows (see refresh_arrays)
         self._selected: int | None = None
         self.step_limit: int | None = None
         self.auto_range = True  # off while an animation replays the runs on fixed axes
 
     @property
-    def curve(self) -> pg.PlotDataItem | None:
+    def curve(self) -> pg.PlotCurveItem | None:
         """The selected run's curve."""
         return self.curves.get(self._selected) if self._selected is not None else None
 
@@ -82,7 +82,8 @@ class LossPlotView(QWidget):
             pen = pg.mkPen(run.settings.color or "#1f77b4", width=1)
             curve = self.curves.get(run.id)
             if curve is None:
-                curve = item.plot([], [], pen=pen)
+                curve = pg.PlotCurveItem(pen=pen)
+                item.addItem(curve)
                 self.curves[run.id] = curve
             curve.setPen(pen)
             curve.setVisible(run.settings.visible)
@@ -92,6 +93,8 @@ class LossPlotView(QWidget):
         if len(shown) > len(legend_entries(shown)):
             self.legend.addItem(pg.PlotDataItem(pen=None), f"… {len(shown)} runs")
         self.legend.setVisible(len(shown) > 1)
+        if selected != self._selected:
+            self._drawn.pop(selected, None)  # its marker moves to it
         self._selected = selected
 
     def clear(self) -> None:
@@ -100,6 +103,7 @@ class LossPlotView(QWidget):
             curve.setData([], [])
         self.marker.move_to(math.nan, math.nan)
         self._data = []
+        self._drawn = {}
 
     def refresh(self, runs: list[Run], selected: int | None, step_limit: int | None = None) -> None:
         self.step_limit = step_limit
@@ -111,50 +115,64 @@ class LossPlotView(QWidget):
         """Draw (run id, steps, loss) for each run."""
         log = self.logCheck.isChecked()
         notes = set()
-        shown_x, shown_y = [], []
+        last_step, lows, highs = -math.inf, [], []
         for run_id, steps, loss in arrays:
-            y = loss
-            if log and len(loss):
-                positive = loss > 0
-                if not positive.all():
-                    notes.add("log scale hides losses <= 0")
-                    y = np.where(positive, loss, np.nan)
-            if len(steps) and not np.isfinite(loss).all():
-                notes.add("some losses are not finite")
-            curve = self.curves.get(run_id)
-            if curve is not None:
-                curve.setData(steps, y, connect="finite")
-            shown_x.append(steps)
-            shown_y.append(y)
-            if run_id == self._selected:
-                self._mark(steps, y)
+            key = (len(steps), float(steps[-1]) if len(steps) else None,
+                   float(loss[-1]) if len(loss) else None, log)
+            drawn = self._drawn.get(run_id)
+            if drawn is None or drawn[0] != key:
+                # Only what changed is handed to pyqtgraph: a run that has ended (or a race
+                # whose curves did not move) costs nothing per frame.
+                y = loss
+                note = ""
+                if log and len(loss):
+                    positive = loss > 0
+                    if not positive.all():
+                        note = "log scale hides losses <= 0"
+                    # the view is in log10 units in log mode (the axis writes the powers)
+                    with np.errstate(divide="ignore", invalid="ignore"):
+                        y = np.where(positive, np.log10(np.where(positive, loss, 1.0)), np.nan)
+                if len(steps) and not np.isfinite(loss).all():
+                    note = "some losses are not finite"
+                curve = self.curves.get(run_id)
+                if curve is not None:
+                    limit = max(400, 2 * self.plot.width())
+                    curve.setData(*decimate(np.asarray(steps, dtype=np.float64), y, limit),
+                                  connect="finite")
+                drawn = (key, finite_bounds(y), note, float(steps[-1]) if len(steps) else -math.inf)
+                self._drawn[run_id] = drawn
+                if run_id == self._selected:
+                    self._mark(steps, y)
+            _key, (lo, hi), note, last = drawn
+            if note:
+                notes.add(note)
+            lows.append(lo)
+            highs.append(hi)
+            last_step = max(last_step, last)
         if self._selected not in {a[0] for a in arrays}:
             self.marker.move_to(math.nan, math.nan)
-        self.note.setText("; ".join(sorted(notes)))
+        text = "; ".join(sorted(notes))
+        if self.note.text() != text:
+            self.note.setText(text)
         self._data = arrays
-        steps = np.concatenate(shown_x) if shown_x else np.zeros(0)
-        ys = np.concatenate(shown_y) if shown_y else np.zeros(0)
-        self._fit_ranges(steps, ys)
+        finite = [(lo, hi) for lo, hi in zip(lows, highs) if math.isfinite(lo)]
+        bounds = (min(b[0] for b in finite), max(b[1] for b in finite)) if finite else (math.nan, math.nan)
+        self._fit_ranges(last_step, bounds, bool(arrays) and math.isfinite(last_step))
 
     def _mark(self, steps: np.ndarray, y: np.ndarray) -> None:
+        """The current step of the selected run (``y`` in view units: log10 in log mode)."""
         if not len(steps):
             self.marker.move_to(math.nan, math.nan)
             return
-        # The marker lives in view coordinates, which are log10 in log mode.
-        last = y[-1]
-        shown = last if not self.logCheck.isChecked() else (
-            math.log10(last) if last > 0 else math.nan)
-        self.marker.move_to(float(steps[-1]), float(shown))
+        self.marker.move_to(float(steps[-1]), float(y[-1]))
 
-    def _fit_ranges(self, steps: np.ndarray, y: np.ndarray) -> None:
+    def _fit_ranges(self, last: float, bounds: tuple[float, float], any_data: bool) -> None:
         if not self.auto_range:
             return
         vb = self.plot.getPlotItem().getViewBox()
         (x0, x1), (y0, y1) = vb.viewRange()
-        log = self.logCheck.isChecked()
-        if len(steps):
+        if any_data:
             # x grows in doublings, so the axis (and its cached picture) rarely changes.
-            last = float(steps.max())
             right = max(10.0, 2 ** math.ceil(math.log2(max(last, 1.0) * 1.05)))
             if self.step_limit and last < self.step_limit < right:
                 right = float(self.step_limit)  # the run ends there: no need to show more
@@ -163,12 +181,13 @@ class LossPlotView(QWidget):
         else:
             vb.setRange(xRange=(0, 10), yRange=(0, 1), padding=0)
             return
-        lo, hi = finite_bounds(y)
-        new = sticky_range((y0, y1), lo, hi, log=log)
+        lo, hi = bounds  # in view units already (log10 in log mode)
+        new = sticky_range((y0, y1), lo, hi)
         if new is not None:
             vb.setYRange(*new, padding=0)
 
     def _on_log_check_toggled(self, on: bool) -> None:
+        self._drawn = {}
         self.plot.getPlotItem().setLogMode(y=on)
         self.refresh_arrays(self._data)
         self.logToggled.emit(on)

@@ -36,6 +36,23 @@ from .runs_panel import STATUS_COLORS, RunsPanel
 from .trajectory_view import TrajectoryView
 
 
+class _GraphWindow(QWidget):
+    """The computation graph, popped out into a window of its own."""
+
+    closed = Signal()
+
+    def __init__(self, panel: QWidget, parent: QWidget):
+        super().__init__(parent, Qt.WindowType.Window)
+        self.setWindowTitle("Computation graph — gdviz")
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addWidget(panel)
+
+    def closeEvent(self, event) -> None:  # noqa: N802
+        self.closed.emit()
+        super().closeEvent(event)
+
+
 def app_settings() -> QSettings:
     """Where window geometry and the last problem are kept (tests point it elsewhere)."""
     return QSettings(os.environ.get("GDVIZ_SETTINGS_ORG", "gdviz"), "gdviz")
@@ -53,6 +70,7 @@ class MainWindow(QMainWindow):
         self.settings = app_settings()
         self._problem_ok = True
         self.lastError = ""
+        self._graph_window: _GraphWindow | None = None
         self.controller = TrainingController(parent=self)
         try:
             self._build(session)
@@ -176,6 +194,7 @@ class MainWindow(QMainWindow):
         runs.addAction(p.sweepAction)
         self.exporting.add_plot_context_menus()
         self.graphArea.exportRequested.connect(lambda fmt: self.exporting.ask("graph", f".{fmt}"))
+        self.graphArea.popOutRequested.connect(self._on_graph_pop_out_requested)
         self.graphArea.view.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.graphArea.view.customContextMenuRequested.connect(self._on_graph_context_menu)
         self.leaderboard.exportRequested.connect(lambda: self.exporting.ask("leaderboard", ".csv"))
@@ -193,6 +212,32 @@ class MainWindow(QMainWindow):
             action.triggered.connect(lambda _c=False: slot())
         menu.addAction(action)
         return action
+
+    def _on_graph_pop_out_requested(self) -> None:
+        """The graph in a window of its own (as large as the screen allows); closing that
+        window puts it back in its tab."""
+        if self._graph_window is not None:
+            self._graph_window.raise_()
+            return
+        index = self.bottomTabs.indexOf(self.graphArea)
+        placeholder = QLabel("The computation graph is in its own window; close that window "
+                             "to bring it back here.", alignment=Qt.AlignmentFlag.AlignCenter)
+        self.bottomTabs.insertTab(index, placeholder, "Computation graph")
+        window = _GraphWindow(self.graphArea, self)
+        self.graphArea.popButton.hide()
+
+        def dock() -> None:
+            self.bottomTabs.removeTab(self.bottomTabs.indexOf(placeholder))
+            self.bottomTabs.insertTab(index, self.graphArea, "Computation graph")
+            self.bottomTabs.setCurrentIndex(index)
+            self.graphArea.popButton.show()
+            self.graphArea.show()
+            self._graph_window = None
+
+        window.closed.connect(dock)
+        self._graph_window = window
+        window.resize(1100, 700)
+        window.show()
 
     def _on_graph_context_menu(self, pos) -> None:
         menu = QMenu(self)
@@ -489,6 +534,8 @@ class MainWindow(QMainWindow):
         self.pacer.stop()
         self.controller.shutdown()
         self.graphArea.shutdown()
+        if self._graph_window is not None:
+            self._graph_window.close()
         self.settings.setValue("geometry", self.saveGeometry())
         doc = self.controller.document(include_history=False)
         remembered = doc.with_changes(runs=[r.fresh() for r in doc.runs])

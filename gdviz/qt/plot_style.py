@@ -56,6 +56,31 @@ def finite_bounds(values: np.ndarray) -> tuple[float, float]:
 MAX_LEGEND = 10
 
 
+def decimate(x: np.ndarray, y: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray]:
+    """At most about ``limit`` points that draw like all of them: the points are cut into
+    bins and each bin keeps its lowest and highest y (peak decimation), in order, with the
+    first and last points always kept. Non-finite values stay where they are (gaps)."""
+    n = len(x)
+    if n <= limit:
+        return x, y
+    bins = max(1, limit // 2)
+    size = -(-n // bins)
+    pad = bins * size - n
+    idx = np.arange(n)
+    if pad:  # repeat the last point so every bin is full
+        idx = np.concatenate([idx, np.full(pad, n - 1)])
+    idx = idx.reshape(bins, size)
+    block = y[idx]
+    finite = np.isfinite(block)
+    lo = np.where(finite, block, np.inf).argmin(axis=1)
+    hi = np.where(finite, block, -np.inf).argmax(axis=1)
+    rows = np.arange(bins)
+    first, second = np.minimum(lo, hi), np.maximum(lo, hi)
+    keep = np.stack([idx[rows, first], idx[rows, second]], axis=1).reshape(-1)
+    keep = np.unique(np.concatenate([[0], keep, [n - 1]]))
+    return x[keep], y[keep]
+
+
 def legend_entries(items: list) -> list:
     """At most MAX_LEGEND of ``items``, evenly spread and always with the first and last:
     a sweep of 64 runs keeps a legend that names its range without covering the plot."""

@@ -117,6 +117,7 @@ class TrajectoryView(QWidget):
         self._user_range = False
         self._landscape_key: tuple | None = None
         self._token = 0
+        self._dots = True
         self._recompute = QTimer(self, singleShot=True, interval=150)
         self._recompute.timeout.connect(self.update_landscape)
         self.item.getViewBox().sigRangeChangedManually.connect(self._on_view_range_changed_manually)
@@ -366,6 +367,10 @@ class TrajectoryView(QWidget):
             return
         everything = []
         starts = set()
+        visible = [r for r in runs if r.settings.visible]
+        # Dots show each step in slow motion; with many runs they cost more than they tell.
+        self._dots = len(visible) <= 2
+        budget = max(500, MAX_PATH_POINTS // max(1, len(visible)))
         for run in runs:
             drawing = self.drawings.get(run.id)
             if drawing is None or not run.settings.visible:
@@ -376,7 +381,7 @@ class TrajectoryView(QWidget):
             starts.add(tuple(start[idx]))
             if self.mode == "2d":
                 pts = np.vstack([rows[:, idx], run.values[idx][None, :]])
-                keep = thin(pts, MAX_PATH_POINTS)
+                keep = thin(pts, budget)
                 self._set_path(drawing, pts[keep, 0], pts[keep, 1], 5)
                 drawing.marker.move_to(run.values[idx[0]], run.values[idx[1]])
                 everything.append(pts)
@@ -385,7 +390,7 @@ class TrajectoryView(QWidget):
                 losses = np.append(history.loss, run.loss)
                 known = np.isfinite(losses)  # an unknown loss (not evaluated yet) is not drawn
                 xs, losses = xs[known], losses[known]
-                keep = thin(xs, MAX_PATH_POINTS)
+                keep = thin(xs, budget)
                 self._set_path(drawing, xs[keep], losses[keep], 6)
                 drawing.marker.move_to(run.values[idx[0]], run.loss)
                 everything.append(xs[:, None] if len(xs) else run.values[idx][None, :])
@@ -405,7 +410,7 @@ class TrajectoryView(QWidget):
 
     def _set_path(self, drawing: _RunDrawing, x: np.ndarray, y: np.ndarray, size: int) -> None:
         # Dots show each step in slow motion; on long paths they would cost more than the line.
-        few = len(x) <= 300
+        few = len(x) <= 300 and self._dots
         if drawing.symbols != few:
             drawing.symbols = few
             drawing.path.setSymbol("o" if few else None)
