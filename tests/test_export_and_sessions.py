@@ -37,7 +37,8 @@ def test_plot_exports_png_svg_csv(qtbot, window, tmp_path):
     size = (plot.width(), plot.height())  # the banner that follows an export resizes the plot
     assert window.export("loss", tmp_path / "loss.png")
     image = QImage(str(tmp_path / "loss.png"))
-    assert (image.width(), image.height()) == (2 * size[0], 2 * size[1])  # 2x by default
+    # 2x by default, with a title line above the plot (a slide says what it shows)
+    assert (image.width(), image.height()) == (2 * size[0], 2 * (size[1] + 24))
     assert window.export("trajectory", tmp_path / "traj.svg")
     assert ET.parse(tmp_path / "traj.svg").getroot().tag.endswith("svg")
     assert window.export("loss", tmp_path / "loss.csv")
@@ -239,3 +240,15 @@ def test_adam_session_continues_exactly(qtbot, window, tmp_path):
     straight = Simulation(load_preset("rosenbrock").with_changes(steps=200))
     straight.run()
     assert np.array_equal(window.controller.current, straight.runset.runs[0].values)
+
+
+def test_the_animation_menu_asks_frames_fps_and_size(qtbot, window, tmp_path):
+    run_steps(qtbot, window, 30)
+    target = tmp_path / "run.gif"
+    window.ask_path = lambda *a, **k: str(target)
+    window.ask_animation_options = lambda: (7, 5.0, (480, 360))
+    action = next(a for a in window.exportMenu.actions() if a.text() == "Animation")
+    gif = next(a for a in action.menu().actions() if a.text() == "GIF…")
+    gif.trigger()
+    frames = iio.imread(target)
+    assert frames.shape[0] == 7 and frames.shape[2] == 960  # two plots of 480 side by side

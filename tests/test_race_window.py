@@ -75,7 +75,8 @@ def test_compare_optimizers_races_and_shows_every_run(qtbot, window):
     assert len(window.lossView.legend.items) == 6
     paths = window.trajectoryView.drawings
     assert len(paths) == 6 and all(len(d.path.xData) > 1 for d in paths.values())
-    assert len(window.trajectoryView.legend.items) == 6
+    names = [label.text for _sample, label in window.trajectoryView.legend.items]
+    assert names[:6] == [r.label for r in runs] and "start" in names
     # lock step: every path has the same number of points, and they differ
     ends = {tuple(np.round(r.values, 6)) for r in runs}
     assert len(ends) == 6

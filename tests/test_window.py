@@ -46,6 +46,7 @@ def test_type_seed_press_play_reaches_1_9999(qtbot, window):
     panel.optimizerCombo.setCurrentIndex(panel.optimizerCombo.findData("sgd"))
     panel.lrSpin.setValue(1e-3)
     panel.stepsSpin.setValue(10_000)
+    qtbot.mouseClick(window.controls.fullSpeedButton, Qt.MouseButton.LeftButton)
     with qtbot.waitSignal(window.runFinished, timeout=120_000) as blocker:
         qtbot.mouseClick(window.controls.playButton, Qt.MouseButton.LeftButton)
     result = blocker.args[0]
@@ -260,3 +261,63 @@ def test_decimation_keeps_the_peaks_and_the_ends():
     dx, dy = decimate(x, y, 2000)
     assert len(dx) <= 2100 and dx[0] == 0 and dx[-1] == 99_999
     assert dy.max() == y.max() and dy.min() == y.min() and np.all(np.diff(dx) > 0)
+
+
+def test_the_default_speed_lets_the_seed_be_watched(qtbot, window):
+    # about five seconds for the seed's 10,000 steps; full speed is one click away
+    assert window.controls.speedLabel.text() == "2,000 steps/s"
+    window.controls.speedSlider.setValue(0)
+    assert window.controls.speedLabel.text() == "1 step/s"
+    qtbot.mouseClick(window.controls.fullSpeedButton, Qt.MouseButton.LeftButton)
+    assert window.controls.speedLabel.text() == "full speed"
+    assert not window.controls.fullSpeedButton.isEnabled()
+
+
+def test_the_error_caret_points_at_the_column_however_the_message_wraps(qtbot, window):
+    panel = window.problemPanel
+    window.resize(700, 700)
+    long = "a + b + c + d + e + f + g + h + i + j + k + l + m + n + o + sn(c)"
+    type_into(qtbot, panel.functionEdit, long)
+    qtbot.waitUntil(lambda: not panel.functionError.isHidden(), timeout=5_000)
+    html_text = panel.functionError.text()
+    pre = html_text.split("<pre>")[1].split("</pre>")[0]
+    code, caret = pre.split("\n")
+    column = long.index("sn(") + 1
+    assert f"column {column}" in html_text
+    at = caret.index("^")
+    assert code[at:at + 3] == "sn("  # the caret is under the unknown function
+
+
+def test_a_reset_and_a_typed_change_can_be_undone(qtbot, window):
+    window.controls.stepCountSpin.setValue(50)
+    window.controls.stepButton.click()
+    qtbot.waitUntil(lambda: window.controller.step == 50 and window.controller.state == "paused")
+    at_50 = window.controller.current.copy()
+    type_into(qtbot, window.problemPanel.functionEdit, "X + 2")
+    window.problemPanel.flush()
+    assert window.controller.step == 0 and "Ctrl+Z" in window.messageLabel.text()
+    window.activateWindow()
+    window.setFocus()
+    window.undoAction.trigger()  # Edit > Undo (Ctrl+Z)
+    assert window.problemPanel.functionEdit.text() == "X + 1"
+    assert window.controller.step == 50 and np.array_equal(window.controller.current, at_50)
+    assert len(window.controller.history) == 50
+    qtbot.mouseClick(window.controls.resetButton, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: window.controller.step == 0)
+    window.undoAction.trigger()
+    assert window.controller.step == 50 and len(window.controller.history) == 50
+
+
+def test_help_menu_explains_the_language_the_keys_and_the_versions(qtbot, window):
+    from PySide6.QtWidgets import QTextBrowser
+
+    menu = next(a.menu() for a in window.menuBar().actions() if a.text() == "&Help")
+    texts = {}
+    for action in menu.actions():
+        action.trigger()
+        texts[action.text()] = window.helpDialog.findChild(QTextBrowser).toPlainText()
+        window.helpDialog.close()
+    language, keys, about = texts.values()
+    assert "sigmoid" in language and "full((2,3), 4)" in language and "Rosenbrock" in language
+    assert "Space" in keys and "Ctrl+Z" in keys
+    assert "torch" in about and "PySide6" in about

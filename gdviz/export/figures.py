@@ -14,7 +14,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 from PySide6.QtCore import QPoint, QRect, QRectF, Qt
-from PySide6.QtGui import QImage, QPainter
+from PySide6.QtGui import QColor, QFont, QFontMetricsF, QImage, QPainter
 from PySide6.QtWidgets import QApplication, QGraphicsView, QWidget
 
 from ..core.analysis.landscape import landscape_grid
@@ -39,24 +39,68 @@ def _draw_widget(widget: QWidget) -> Callable[[QPainter, QRectF], None]:
     return draw
 
 
-def widget_image(widget: QWidget, scale: float = 2.0) -> QImage:
-    """``widget`` drawn into an image ``scale`` times its size."""
-    return paint_image(widget.width(), widget.height(), scale, _draw_widget(widget))
+TITLE_FONT = QFont("DejaVu Sans", 10)
+TITLE_H = 24  # pixels at scale 1: one line saying what the figure shows
 
 
-def widget_svg(widget: QWidget, title: str = "gdviz") -> bytes:
-    return paint_svg(widget.width(), widget.height(), title, _draw_widget(widget))
+def _with_title(draw: Callable[[QPainter, QRectF], None], title: str, width: float,
+                height: float) -> Callable[[QPainter, QRectF], None]:
+    """A drawing with a title line above it: a slide says what it shows."""
+    if not title:
+        return draw
+
+    def titled(painter: QPainter, target: QRectF) -> None:
+        k = target.height() / (height + TITLE_H)
+        painter.save()
+        painter.scale(k, k)
+        painter.setFont(TITLE_FONT)
+        painter.setPen(QColor("#111111"))
+        metrics = QFontMetricsF(TITLE_FONT)
+        shown = metrics.elidedText(title, Qt.TextElideMode.ElideRight, width - 16)
+        painter.drawText(QRectF(8, 0, width - 16, TITLE_H),
+                         Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, shown)
+        painter.restore()
+        painter.save()
+        painter.translate(0, TITLE_H * k)
+        draw(painter, QRectF(0, 0, target.width(), target.height() - TITLE_H * k))
+        painter.restore()
+
+    return titled
 
 
-def save_widget(widget: QWidget, path: str | Path, scale: float = 2.0) -> None:
+def widget_image(widget: QWidget, scale: float = 2.0, title: str = "") -> QImage:
+    """``widget`` drawn into an image ``scale`` times its size (with a title line above)."""
+    w, h = widget.width(), widget.height()
+    extra = TITLE_H if title else 0
+    return paint_image(w, h + extra, scale, _with_title(_draw_widget(widget), title, w, h))
+
+
+def widget_svg(widget: QWidget, title: str = "") -> bytes:
+    w, h = widget.width(), widget.height()
+    extra = TITLE_H if title else 0
+    return paint_svg(w, h + extra, title or "gdviz", _with_title(_draw_widget(widget), title, w, h))
+
+
+def save_widget(widget: QWidget, path: str | Path, scale: float = 2.0, title: str = "") -> None:
     """Save ``widget`` as PNG (at ``scale``) or SVG, chosen by the suffix."""
     suffix = Path(path).suffix.lower()
     if suffix == ".png":
-        save_image(widget_image(widget, scale), path)
+        save_image(widget_image(widget, scale, title), path)
     elif suffix == ".svg":
-        save_svg(widget_svg(widget), path)
+        save_svg(widget_svg(widget, title), path)
     else:
         raise GdvizError(f"cannot tell the image format from '{Path(path).name}'; use .png or .svg")
+
+
+def figure_title(function: str, loss: str, runs: list, steps: int | None = None) -> str:
+    """What a figure shows, in one line: the function, the loss, the run and its step."""
+    text = f"y = {function}" + ("" if loss.strip() == "y" else f",  loss = {loss}")
+    if len(runs) == 1:
+        run = runs[0]
+        text += f",  {run.label},  step {run.step if steps is None else steps:,}"
+    elif runs:
+        text += f",  {len(runs)} runs,  step {max(r.step for r in runs) if steps is None else steps:,}"
+    return text
 
 
 class _Prefix:
@@ -94,6 +138,8 @@ class OffscreenFigures:
         from ..qt.trajectory_view import TrajectoryView
 
         self.problem, self.runset = problem, runset
+        self.problem_text = (problem.function_text, problem.loss_text) if problem is not None \
+            else ("", "y")
         # compute(fn) runs fn(problem) where torch may be used, and returns its result
         self.compute = compute or (lambda fn: fn(problem))
         self.window = None
@@ -136,6 +182,11 @@ class OffscreenFigures:
     @property
     def trajectory_axes(self) -> list[tuple[str, int]]:
         return self.trajectory.axes
+
+    @property
+    def title(self) -> str:
+        runs = [r for r in self.runset if r.settings.visible] or [self.selected]
+        return figure_title(self.problem_text[0], self.problem_text[1], runs)
 
     @property
     def selected(self) -> Run:

@@ -78,13 +78,13 @@ def export(source: Any, kind: str, path: str | Path, scale: float = 2.0) -> None
 
 # --- writers ---------------------------------------------------------------------------
 
-def _image(widget_of: Callable[[Any], Any]):
+def _image(widget_of: Callable[[Any], Any], titled: bool = True):
     def write(source, path: Path, scale: float) -> None:
         from .figures import save_widget
         widget = widget_of(source)
         if widget is None:
             raise GdvizError("there is no window to draw")
-        save_widget(widget, path, scale)
+        save_widget(widget, path, scale, getattr(source, "title", "") if titled else "")
     return write
 
 
@@ -162,8 +162,8 @@ WRITERS: dict[tuple[str, str], Callable[[Any, Path, float], None]] = {
     ("trajectory", ".csv"): _plot_data("trajectory"),
     ("graph", ".png"): _graph, ("graph", ".svg"): _graph, ("graph", ".json"): _graph,
     ("graph", ".dot"): _graph,
-    ("window", ".png"): _image(lambda s: s.window),
-    ("window", ".svg"): _image(lambda s: s.window),
+    ("window", ".png"): _image(lambda s: s.window, titled=False),
+    ("window", ".svg"): _image(lambda s: s.window, titled=False),
     ("history", ".csv"): _history, ("history", ".json"): _history,
     ("leaderboard", ".csv"): _leaderboard,
 }

@@ -85,6 +85,7 @@ class TrainingController(QObject):
         self.steps_per_s = 0.0
         self._rate_from: tuple[float, int] | None = None
         self._requests = itertools.count(1)
+        self._undo: list[Session] = []
         self._callbacks: dict[int, Callable[[Any], None]] = {}
         self._state = "idle"
 
@@ -178,6 +179,9 @@ class TrainingController(QObject):
         return session_from_runset(self.session, self.runset, include_history)
 
     def _reload(self, session: Session, note: str) -> bool:
+        """Load ``session`` in place of what is loaded; a run of more than a few steps that
+        this replaces can be brought back with :meth:`undo`."""
+        previous = self._keepsake()
         try:
             self.load_session(session)
         except ExpressionError as exc:
@@ -186,7 +190,43 @@ class TrainingController(QObject):
         except GdvizError as exc:
             self.problemInvalid.emit("params", str(exc), 0)
             return False
-        self.message.emit(note)
+        self._remember(previous)
+        self.message.emit(note + (" Ctrl+Z brings the previous run back." if previous else ""))
+        return True
+
+    # --- undo -----------------------------------------------------------------------------
+
+    UNDO_STEPS = 5       # a run shorter than this is not worth an undo
+    UNDO_DEPTH = 10
+
+    def _keepsake(self) -> Session | None:
+        """The session as it stands, history included, when it holds real progress."""
+        if self.runset is None or max((r.step for r in self.runset), default=0) <= self.UNDO_STEPS:
+            return None
+        self._stop_running()
+        return self.snapshot(include_history=True)
+
+    def _remember(self, session: Session | None) -> None:
+        if session is not None:
+            self._undo.append(session)
+            del self._undo[:-self.UNDO_DEPTH]
+
+    @property
+    def can_undo(self) -> bool:
+        return bool(self._undo)
+
+    def undo(self) -> bool:
+        """Bring back the runs a reset or a change of problem replaced (their history too)."""
+        if not self._undo:
+            self.message.emit("Nothing to undo.")
+            return False
+        session = self._undo.pop()
+        try:
+            self.load_session(session)
+        except GdvizError as exc:
+            self.message.emit(f"Cannot undo: {exc}")
+            return False
+        self.message.emit("Undone: the previous runs are back, where they were.")
         return True
 
     def edit_problem(self, function: str, loss: str, params: dict[str, ParamSpec]) -> bool:
@@ -378,9 +418,11 @@ class TrainingController(QObject):
         self._startRun.emit(self._token, self.generation, steps)
 
     def reset(self) -> None:
-        """Every run back to its start: same seed, same start, a fresh optimizer."""
+        """Every run back to its start: same seed, same start, a fresh optimizer (Ctrl+Z
+        brings them back)."""
         if self.runset is None:
             return
+        self._remember(self._keepsake())
         self._stop_running()
         self.generation += 1
         generation = self.generation

@@ -8,6 +8,8 @@ from PySide6.QtWidgets import (QHBoxLayout, QLabel, QPushButton, QSlider, QSpinB
 
 #: Speed slider positions in steps per second; 0 means as fast as the machine goes.
 SPEEDS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 0)
+#: Where the slider starts: the seed example's 10,000 steps take five seconds to watch.
+DEFAULT_SPEED = 2000
 
 
 class ControlsBar(QWidget):
@@ -44,7 +46,7 @@ class ControlsBar(QWidget):
 
         self.speedSlider = QSlider(Qt.Orientation.Horizontal, objectName="speedSlider")
         self.speedSlider.setRange(0, len(SPEEDS) - 1)
-        self.speedSlider.setValue(len(SPEEDS) - 1)
+        self.speedSlider.setValue(SPEEDS.index(DEFAULT_SPEED))
         self.speedSlider.setPageStep(1)
         self.speedSlider.setMinimumWidth(140)
         self.speedSlider.setToolTip("Speed: from slow motion (1 step a second, to watch each "
@@ -53,6 +55,9 @@ class ControlsBar(QWidget):
         self.speedLabel.setMinimumWidth(90)
         self.speedSlider.valueChanged.connect(self._on_speed_slider_changed)
         self._on_speed_slider_changed(self.speedSlider.value(), emit=False)
+        self.fullSpeedButton = QPushButton("Full speed", objectName="fullSpeedButton")
+        self.fullSpeedButton.setToolTip("As fast as the machine goes (the slider's far right)")
+        self.fullSpeedButton.clicked.connect(lambda: self.speedSlider.setValue(len(SPEEDS) - 1))
 
         for w in (self.playButton, self.stepButton, self.stepCountSpin, self.resetButton):
             layout.addWidget(w)
@@ -60,6 +65,7 @@ class ControlsBar(QWidget):
         layout.addWidget(QLabel("Speed"))
         layout.addWidget(self.speedSlider)
         layout.addWidget(self.speedLabel)
+        layout.addWidget(self.fullSpeedButton)
         layout.addStretch(1)
 
     def speed(self) -> float:
@@ -67,7 +73,10 @@ class ControlsBar(QWidget):
 
     def _on_speed_slider_changed(self, position: int, emit: bool = True) -> None:
         value = SPEEDS[position]
-        self.speedLabel.setText("full speed" if value == 0 else f"{value:,} steps/s")
+        self.speedLabel.setText("full speed" if value == 0 else
+                                f"{value:,} step{'s' if value != 1 else ''}/s")
+        if hasattr(self, "fullSpeedButton"):
+            self.fullSpeedButton.setEnabled(value != 0)
         if emit:
             self.speedChanged.emit(float(value))
 

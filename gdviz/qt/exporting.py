@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Qt
 from PySide6.QtGui import QActionGroup
-from PySide6.QtWidgets import QApplication, QMenu, QProgressDialog
+from PySide6.QtWidgets import (QApplication, QComboBox, QDialog, QDialogButtonBox, QDoubleSpinBox,
+                               QFormLayout, QMenu, QProgressDialog, QSpinBox, QWidget)
 
 from ..core.errors import GdvizError
 from ..core.session import SUFFIX
@@ -47,6 +48,15 @@ class WindowSource:
     @property
     def window(self):
         return self._w
+
+    @property
+    def title(self) -> str:
+        """The title line of exported plots (slides say what they show)."""
+        from ..export.figures import figure_title
+
+        c = self._w.controller
+        runs = [r for r in c.runset if r.settings.visible] or [c.selected]
+        return figure_title(c.session.function, c.session.loss, runs)
 
     @property
     def graph_numbers(self) -> bool:
@@ -103,7 +113,9 @@ class Exporting(QObject):
                 path += suffix
             w.documents.remember_folder(Path(path))
             if kind == "animation":
-                self.animation(path)
+                options = self.window.ask_animation_options()
+                if options is not None:
+                    self.animation(path, *options)
             else:
                 self.export(kind, path)
 
@@ -117,7 +129,8 @@ class Exporting(QObject):
         self.window.show_message(f"Exported {Path(path).name}")
         return True
 
-    def animation(self, path: str | Path, frames: int = 60, fps: float = 15.0) -> bool:
+    def animation(self, path: str | Path, frames: int = 60, fps: float = 15.0,
+                  size: tuple[int, int] = (640, 480)) -> bool:
         """The runs growing step by step, with a cancellable progress dialog."""
         from ..export.animation import animate
         from ..export.figures import OffscreenFigures
@@ -128,7 +141,7 @@ class Exporting(QObject):
             if not any(len(r.history) for r in c.runset):
                 raise GdvizError("there is no run to animate yet; press Play or Step first")
             w.pause_and_wait()  # a fixed history: the thinning rule must not move it meanwhile
-            figures = OffscreenFigures(None, c.runset, c.session.landscape,
+            figures = OffscreenFigures(None, c.runset, c.session.landscape, size=size,
                                        compute=lambda fn: c.worker.call(lambda wk: fn(wk.problem)))
         except GdvizError as exc:
             w.report_error("Export failed", str(exc))
@@ -156,3 +169,34 @@ class Exporting(QObject):
             return False
         w.show_message(f"Exported {Path(path).name} ({frames} frames)")
         return True
+
+
+class AnimationOptions(QDialog):
+    """Frames, frame rate and size of an animation, asked before it is drawn."""
+
+    SIZES = ((480, 360), (640, 480), (800, 600), (960, 720), (1280, 960))
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setWindowTitle("Animation")
+        form = QFormLayout(self)
+        self.framesSpin = QSpinBox(objectName="animationFrames", minimum=2, maximum=2000, value=60)
+        self.framesSpin.setToolTip("How many pictures: the run is cut into this many stages")
+        self.fpsSpin = QDoubleSpinBox(objectName="animationFps", decimals=1, minimum=0.5,
+                                      maximum=60.0, value=15.0)
+        self.fpsSpin.setToolTip("Frames per second when it plays")
+        self.sizeCombo = QComboBox(objectName="animationSize")
+        for w, h in self.SIZES:
+            self.sizeCombo.addItem(f"{2 * w} × {h} (each plot {w} × {h})", (w, h))
+        self.sizeCombo.setCurrentIndex(1)
+        form.addRow("Frames", self.framesSpin)
+        form.addRow("Frames per second", self.fpsSpin)
+        form.addRow("Size", self.sizeCombo)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok
+                                   | QDialogButtonBox.StandardButton.Cancel)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        form.addRow(buttons)
+
+    def values(self) -> tuple[int, float, tuple[int, int]]:
+        return self.framesSpin.value(), self.fpsSpin.value(), self.sizeCombo.currentData()

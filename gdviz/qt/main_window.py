@@ -178,6 +178,10 @@ class MainWindow(QMainWindow):
         self.exporting.build_menu(self.exportMenu)
         file.addSeparator()
         self.quitAction = self._action(file, "&Quit", self.close, "Ctrl+Q", "Close gdviz (Ctrl+Q)")
+        edit = bar.addMenu("&Edit")
+        self.undoAction = self._action(edit, "&Undo", self.controller.undo, "Ctrl+Z",
+                                       "Bring back the runs a reset, a change of problem or a "
+                                       "click on the landscape replaced")
         run = bar.addMenu("&Run")
         for text, keys, slot in self._run_keys():
             action = QAction(f"{text}\t{keys}", self)
@@ -192,6 +196,11 @@ class MainWindow(QMainWindow):
         runs.addSeparator()
         runs.addAction(p.compareAction)
         runs.addAction(p.sweepAction)
+        help_menu = bar.addMenu("&Help")
+        self._action(help_menu, "The expression &language", self._on_help_language,
+                     tip="What can be typed in the function, the loss and the initial values")
+        self._action(help_menu, "&Keyboard and mouse", self._on_help_shortcuts)
+        self._action(help_menu, "&About gdviz", self._on_help_about)
         self.exporting.add_plot_context_menus()
         self.graphArea.exportRequested.connect(lambda fmt: self.exporting.ask("graph", f".{fmt}"))
         self.graphArea.popOutRequested.connect(self._on_graph_pop_out_requested)
@@ -212,6 +221,24 @@ class MainWindow(QMainWindow):
             action.triggered.connect(lambda _c=False: slot())
         menu.addAction(action)
         return action
+
+    def _on_help_language(self) -> None:
+        from ..core.expressions import FUNCTIONS
+        from .help import language_html, show_text
+        self.helpDialog = show_text(self, "The expression language",
+                                    language_html({n: f.help for n, f in FUNCTIONS.items()}))
+
+    def _on_help_shortcuts(self) -> None:
+        from .help import show_text, shortcuts_html
+        self.helpDialog = show_text(self, "Keyboard and mouse", shortcuts_html())
+
+    def _on_help_about(self) -> None:
+        import sys
+
+        from .help import about_html, show_text, versions
+        torch = sys.modules.get("torch")
+        self.helpDialog = show_text(self, "About gdviz", about_html(
+            versions(getattr(torch, "__version__", None), self.controller.device)))
 
     def _on_graph_pop_out_requested(self) -> None:
         """The graph in a window of its own (as large as the screen allows); closing that
@@ -284,6 +311,7 @@ class MainWindow(QMainWindow):
         self.controls.stepRequested.connect(self._on_controls_step_requested)
         self.controls.resetRequested.connect(self._on_controls_reset_requested)
         self.controls.speedChanged.connect(c.set_speed)
+        c.set_speed(self.controls.speed())
         self.trajectoryView.startPointChosen.connect(self._on_trajectory_start_chosen)
         self.trajectoryView.rangeChanged.connect(c.set_landscape)
         self.trajectoryView.landscapeRequested.connect(c.request_landscape)
@@ -414,8 +442,8 @@ class MainWindow(QMainWindow):
         self.stepLabel.setText(f"step {c.step:,}")
         self.lossLabel.setText("loss " + (f"{c.last_loss:.6g}" if math.isfinite(c.last_loss) else "—"))
         rate = c.steps_per_s
-        self.rateLabel.setText(f"{rate:,.0f} step/s" if rate and rate < 1.5 else
-                               f"{rate:,.0f} steps/s" if c.running or rate else "")
+        self.rateLabel.setText(f"{rate:,.0f} step{'' if round(rate) == 1 else 's'}/s"
+                               if c.running or rate else "")
         self.deviceLabel.setText(c.device)
         self._show_state(c.state)
 
@@ -478,8 +506,15 @@ class MainWindow(QMainWindow):
     def export(self, kind: str, path) -> bool:
         return self.exporting.export(kind, path)
 
-    def export_animation(self, path, frames: int = 60, fps: float = 15.0) -> bool:
-        return self.exporting.animation(path, frames, fps)
+    def export_animation(self, path, frames: int = 60, fps: float = 15.0,
+                         size: tuple[int, int] = (640, 480)) -> bool:
+        return self.exporting.animation(path, frames, fps, size)
+
+    def ask_animation_options(self) -> tuple[int, float, tuple[int, int]] | None:
+        """Frames, frame rate and size for an animation; tests replace this method."""
+        from .exporting import AnimationOptions
+        dialog = AnimationOptions(self)
+        return dialog.values() if dialog.exec() == AnimationOptions.DialogCode.Accepted else None
 
     def pause_and_wait(self, timeout_s: float = 5.0) -> None:
         """Pause and let the run's last batches arrive, so what is read next is complete."""

@@ -13,14 +13,21 @@ import time
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtGui import QBrush, QColor, QPen
-from PySide6.QtWidgets import QGraphicsEllipseItem, QGraphicsItem
+from PySide6.QtCore import QPointF
+from PySide6.QtGui import QBrush, QColor, QPainterPath, QPen, QPolygonF
+from PySide6.QtWidgets import QGraphicsItem, QGraphicsPathItem
+
+
+AXIS_TEXT = "#222222"  # dark enough for a projector and a printed page
+AXIS_LINE = "#555555"
 
 
 def cache_axes(plot_item: pg.PlotItem) -> None:
-    """Paint each axis into a pixmap once, and blit it until its range changes."""
+    """Dark axes, each painted into a pixmap once and blitted until its range changes."""
     for name in ("left", "bottom", "right", "top"):
         axis = plot_item.getAxis(name)
+        axis.setTextPen(AXIS_TEXT)
+        axis.setPen(AXIS_LINE)
         axis.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
 
 
@@ -90,15 +97,24 @@ def legend_entries(items: list) -> list:
     return [items[i] for i in dict.fromkeys(picks)]
 
 
-class Marker(QGraphicsEllipseItem):
-    """A dot of fixed pixel size at a data point.
+class Marker(QGraphicsPathItem):
+    """A dot (or a star) of fixed pixel size at a data point.
 
     A plain C++ item that ignores the view's scaling: it paints without calling into
     Python (so without the GIL), and moving it is a cheap setPos, unlike a scatter plot.
     """
 
-    def __init__(self, color: str, size: float = 11.0, outline: str = "white"):
-        super().__init__(-size / 2, -size / 2, size, size)
+    def __init__(self, color: str, size: float = 11.0, outline: str = "white",
+                 shape: str = "dot"):
+        super().__init__()
+        path = QPainterPath()
+        if shape == "star":
+            points = [QPointF(math.cos(a) * r, math.sin(a) * r) for k in range(10)
+                      for a, r in [(math.pi / 5 * k - math.pi / 2, size / 2 if k % 2 == 0 else size / 4.5)]]
+            path.addPolygon(QPolygonF(points + points[:1]))
+        else:
+            path.addEllipse(-size / 2, -size / 2, size, size)
+        self.setPath(path)
         self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemIgnoresTransformations)
         self.setBrush(QBrush(QColor(color)))
         self.setPen(QPen(QColor(outline), 1.5))

@@ -6,6 +6,7 @@ debounced, so the problem is validated a moment after the user stops typing.
 
 from __future__ import annotations
 
+import html
 import math
 from typing import TYPE_CHECKING, Any
 
@@ -199,6 +200,7 @@ class ProblemPanel(QWidget):
     def _error_label(font, name: str) -> QLabel:
         label = QLabel(objectName=name)
         label.setFont(font)
+        label.setTextFormat(Qt.TextFormat.RichText)
         label.setStyleSheet("color: #c62828;")
         label.setWordWrap(True)
         label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -241,10 +243,7 @@ class ProblemPanel(QWidget):
         for other in (self.functionError, self.lossError, self.paramsError):
             if other is not label:
                 other.hide()
-        text = message
-        if edit is not None and column:
-            text = (f"{message} (column {column})\n{edit.text()}\n{' ' * (column - 1)}^")
-        label.setText(text)
+        label.setText(error_html(message, edit.text() if edit is not None else "", column))
         label.show()
 
     def clear_errors(self) -> None:
@@ -378,6 +377,21 @@ class ProblemPanel(QWidget):
             return
         self.paramsError.hide()
         self.tolChanged.emit(tol)
+
+
+def error_html(message: str, text: str, column: int, width: int = 44) -> str:
+    """The message (wrapping as the panel needs), then the typed text around the column
+    and a caret under it, in a block that never wraps: the caret always points at the
+    character it means, however long the message or the text."""
+    head = html.escape(message + (f" (column {column})" if column else ""), quote=False)
+    if not column or not text:
+        return f"<p>{head}</p>"
+    start = max(0, min(column - 1 - width // 2, len(text) - width))
+    excerpt = text[start:start + width]
+    prefix = "…" if start > 0 else ""
+    suffix = "…" if start + width < len(text) else ""
+    caret = " " * (len(prefix) + column - 1 - start) + "^"
+    return f"<p>{head}</p><pre>{html.escape(prefix + excerpt + suffix, quote=False)}\n{caret}</pre>"
 
 
 def _shape_text(shape: tuple[int, ...]) -> str:

@@ -18,6 +18,7 @@ import math
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QRectF, Qt, QTimer, Signal
+from PySide6.QtGui import QTransform
 from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from ..core.analysis.landscape import LandscapeGrid
@@ -68,6 +69,9 @@ class TrajectoryView(QWidget):
         self.logColorsCheck.setToolTip("Color the landscape by log10(loss - min): shows the "
                                        "valley floor of steep functions such as Rosenbrock")
         self.logColorsCheck.toggled.connect(self._on_log_colors_toggled)
+        self.contoursCheck = QCheckBox("contours", objectName="contoursCheck")
+        self.contoursCheck.setToolTip("Draw contour lines of the loss over the map")
+        self.contoursCheck.toggled.connect(self._on_contours_toggled)
         self.fitButton = QPushButton("Fit", objectName="fitButton")
         self.fitButton.setToolTip("Fit the range to the paths")
         self.fitButton.clicked.connect(self.fit_to_path)
@@ -76,6 +80,7 @@ class TrajectoryView(QWidget):
         header.addWidget(self.title)
         header.addWidget(self.hint, 1)
         header.addWidget(self.logColorsCheck)
+        header.addWidget(self.contoursCheck)
         header.addWidget(self.fitButton)
         layout.addLayout(header)
 
@@ -102,6 +107,9 @@ class TrajectoryView(QWidget):
         self.colorbar: pg.ColorBarItem | None = None
         self.landscape_curve = pg.PlotDataItem(pen=pg.mkPen("#555", width=1))
         self.start_marker = Marker("#00c853", 14, outline="black")
+        # the lowest point of the grid on show: where the runs are heading, if they can
+        self.min_marker = Marker("#ffffff", 12, outline="black", shape="star")
+        self.contours: list[pg.IsocurveItem] = []
         self.drawings: dict[int, _RunDrawing] = {}
         self.lines: list[pg.PlotDataItem] = []
 
@@ -159,6 +167,8 @@ class TrajectoryView(QWidget):
         if self.colorbar is not None:
             self.colorbar.setVisible(self.mode == "2d")
         self.logColorsCheck.setVisible(self.mode == "2d")
+        self.contoursCheck.setVisible(self.mode == "2d")
+        self.contours = []
         self.fitButton.setVisible(self.mode != "lines")
         if self.mode == "2d":
             self.item.addItem(self.image)
@@ -184,9 +194,10 @@ class TrajectoryView(QWidget):
             self.item.disableAutoRange()
             self._set_range(([0, 10], [-1, 1]), both=True)
             return
-        self.start_marker.point = None
-        self.start_marker.hide()
-        self.item.addItem(self.start_marker, ignoreBounds=True)
+        for marker in (self.start_marker, self.min_marker):
+            marker.point = None
+            marker.hide()
+            self.item.addItem(marker, ignoreBounds=True)
         self._set_range(self._initial_range(landscape))
         self.update_landscape()
 
@@ -224,7 +235,15 @@ class TrajectoryView(QWidget):
                 self.legend.addItem(self.drawings[run.id].path, run.label)
             if len(shown) > len(legend_entries(shown)):
                 self.legend.addItem(pg.PlotDataItem(pen=None), f"… {len(shown)} runs")
-        self.legend.setVisible(len(shown) > 1)
+        if self.mode == "2d":
+            # what the markers mean, for a slide read without the app
+            self.legend.addItem(pg.ScatterPlotItem(symbol="o", size=10, brush="#00c853",
+                                                   pen="k"), "start")
+            self.legend.addItem(pg.ScatterPlotItem(symbol="o", size=9, brush="#888888",
+                                                   pen="w"), "now (in the run's colour)")
+            self.legend.addItem(pg.ScatterPlotItem(symbol="star", size=11, brush="w", pen="k"),
+                                "lowest point shown")
+        self.legend.setVisible(len(shown) > 1 or self.mode == "2d")
 
     def _build_lines(self, run: Run | None) -> None:
         # The legend is filled anew with the lines, so lines and names always match.
@@ -334,6 +353,32 @@ class TrajectoryView(QWidget):
         if self.colorbar is not None:
             self.colorbar.setLevels(levels)
             self.colorbar.axis.setLabel(label)
+        i, j = np.unravel_index(np.nanargmin(np.where(np.isfinite(z), z, np.inf)), z.shape)
+        self.min_marker.move_to(rect.left() + rect.width() * i / max(1, z.shape[0] - 1),
+                                rect.top() + rect.height() * j / max(1, z.shape[1] - 1))
+        self.min_marker.setToolTip(f"the lowest loss on this map: {z[i, j]:.6g}")
+        self._draw_contours(shown, levels, rect)
+
+    def _draw_contours(self, shown: np.ndarray, levels: tuple[float, float], rect: QRectF) -> None:
+        for curve in self.contours:
+            self.item.removeItem(curve)
+        self.contours = []
+        if not self.contoursCheck.isChecked():
+            return
+        transform = QTransform()
+        transform.translate(rect.left(), rect.top())
+        transform.scale(rect.width() / max(1, shown.shape[0] - 1),
+                        rect.height() / max(1, shown.shape[1] - 1))
+        for level in np.linspace(*levels, 12)[1:-1]:  # in the colour scale's own units
+            curve = pg.IsocurveItem(data=shown, level=float(level), pen=pg.mkPen((255, 255, 255, 150), width=1))
+            curve.setTransform(transform)
+            curve.setZValue(-5)
+            self.item.addItem(curve, ignoreBounds=True)
+            self.contours.append(curve)
+
+    def _on_contours_toggled(self, _on: bool) -> None:
+        if self.z is not None:
+            self._draw_image(self._image_rect)
 
     def _on_log_colors_toggled(self, _on: bool) -> None:
         self._auto_log = False
