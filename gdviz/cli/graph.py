@@ -44,11 +44,15 @@ def main(args: argparse.Namespace) -> int:
     if suffix in (".svg", ".png"):
         if not 0 < args.scale <= 16:
             raise GdvizError("--scale must be more than 0 and at most 16")
-        from ..qt.graph_view import save_graph
-        from ..qt.offscreen import ensure_app
+        from ..core import interrupt
 
-        ensure_app()
-        save_graph(graph, args.out, args.scale)
+        # Ctrl-C waits: inside Qt's start-up or painting it could crash the process
+        with interrupt.deferred_interrupt():
+            from ..qt.graph_view import save_graph
+            from ..qt.offscreen import ensure_app
+
+            ensure_app()
+            save_graph(graph, args.out, args.scale)
     else:
         save_graph_text(graph, args.out)  # .json or .dot, without Qt
     print(f"wrote {shown_path(args.out)} ({len(graph.nodes)} nodes, {len(graph.edges)} edges)")

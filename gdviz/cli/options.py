@@ -114,11 +114,15 @@ def add_optimizer_options(p: argparse.ArgumentParser) -> None:
 # --- building a session from the options ------------------------------------------------
 
 def base_session(args: argparse.Namespace) -> Session:
-    from ..core.presets import load_preset
+    from ..core.presets import load_preset, preset_names
 
     if args.preset and args.session:
         raise GdvizError("use either --preset or --session, not both")
     if args.preset:
+        names = preset_names()
+        if args.preset not in names:  # a name, never a path (a long one is an OSError there)
+            raise GdvizError(f"unknown preset '{clip(args.preset, 60)}'; the presets are "
+                             f"{', '.join(names)}")
         return load_preset(args.preset)
     if args.session:
         return Session.load(args.session)

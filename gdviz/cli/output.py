@@ -87,12 +87,14 @@ def write_figures(args: argparse.Namespace, plots: list[tuple[str, str]], sim: S
     if not plots and not args.animation:
         return
     from ..core import interrupt
-    from ..export.animation import animate
-    from ..export.figures import OffscreenFigures
-    from ..qt.offscreen import ensure_app
 
-    ensure_app()
+    # Importing Qt counts too: Ctrl-C while shiboken starts is a fatal error, not an exception.
     with interrupt.deferred_interrupt():
+        from ..export.animation import animate
+        from ..export.figures import OffscreenFigures
+        from ..qt.offscreen import ensure_app
+
+        ensure_app()
         figures = OffscreenFigures(sim.problem, sim.runset, sim.session.landscape)
         try:
             for kind, path in plots:

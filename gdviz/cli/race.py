@@ -58,7 +58,8 @@ def main(args: argparse.Namespace) -> int:
     board = sim.runset.leaderboard()
     if args.out:
         write_leaderboard(board, sim, args.out)
-    write_figures(args, plots, sim)
+    if not sim.interrupted:  # Ctrl-C: the user wants to stop; drawing could take minutes
+        write_figures(args, plots, sim)
     if args.save_session:
         sim.snapshot().save(args.save_session)
     if args.json:
@@ -78,7 +79,9 @@ def main(args: argparse.Namespace) -> int:
     else:
         print(leaderboard_text(board, sim.runset.target_description()))
     if sim.interrupted:
-        print("gdviz: interrupted; what was done so far is kept", file=sys.stderr)
+        print("gdviz: interrupted; what was done so far is kept"
+              + ("; figures and animations were not drawn" if plots or args.animation else ""),
+              file=sys.stderr)
         return EXIT_INTERRUPTED
     return EXIT_DIVERGED if any(r.status == Status.DIVERGED for r in sim.runset) else EXIT_OK
 

@@ -39,6 +39,17 @@ def plain(value: Any, nonfinite: str = "null") -> Any:
     raise TypeError(f"cannot write {type(value).__name__} as JSON")
 
 
+def huge_as_inf(value: Any) -> Any:
+    """A whole number beyond a double's range as the infinity it rounds to (as JSON's 1e400
+    reads); any other value as it is."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        try:
+            float(value)
+        except OverflowError:
+            return math.inf if value > 0 else -math.inf
+    return value
+
+
 def number(value: Any) -> float | None:
     """A JSON value read back as a float: numbers, null (NaN) and the texts "nan", "inf",
     "-inf". None when it is none of these."""
@@ -47,10 +58,7 @@ def number(value: Any) -> float | None:
     if value is None:
         return math.nan
     if isinstance(value, int):
-        try:
-            return float(value)
-        except OverflowError:
-            return None
+        return float(huge_as_inf(value))
     if isinstance(value, float):
         return value
     if isinstance(value, str):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 DEFAULT_INIT = "rand(1)"
+DEFAULT_LOSS = "y"
 
 
 @dataclass

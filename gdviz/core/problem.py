@@ -12,26 +12,9 @@ from .errors import GdvizError
 from .expressions import Expression, compile_expression
 from .history import ColumnLayout
 from .initializers import make_initial_value
-from .params import ParamSpec
+from .params import DEFAULT_LOSS, ParamSpec
+from .records import ProblemInfo
 
-DEFAULT_LOSS = "y"
-
-
-@dataclass(frozen=True)
-class ProblemInfo:
-    """What the window needs to know of a problem, as plain data (no tensors)."""
-
-    function: str
-    loss: str
-    names: tuple[str, ...]
-    trainable: tuple[str, ...]
-    layout: ColumnLayout
-    initial: np.ndarray       # every parameter's initial value, flat
-    loss_summed: bool
-
-    @property
-    def shapes(self) -> dict[str, tuple[int, ...]]:
-        return dict(self.layout.shapes)
 
 
 @dataclass

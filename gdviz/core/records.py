@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from .history import ColumnLayout
 from .status import Status
 
 
@@ -74,3 +75,20 @@ class EngineBatch:
     @property
     def ended(self) -> dict[int, RunProgress]:
         return {i: p for i, p in self.runs.items() if p.status.stopped}
+
+
+@dataclass(frozen=True)
+class ProblemInfo:
+    """What the window needs to know of a problem, as plain data (no tensors)."""
+
+    function: str
+    loss: str
+    names: tuple[str, ...]
+    trainable: tuple[str, ...]
+    layout: ColumnLayout
+    initial: np.ndarray       # every parameter's initial value, flat
+    loss_summed: bool
+
+    @property
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        return dict(self.layout.shapes)

@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import reprlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
@@ -43,12 +44,13 @@ from .errors import GdvizError, SessionError
 from .history import ColumnLayout
 from .limits import MAX_ELEMENTS, MAX_HISTORY_VALUES, MAX_RUNS, MAX_SEED, MAX_STEPS, MAX_TEXT
 from .optimizers import OPTIMIZERS, normalize_hypers
-from .problem import DEFAULT_LOSS, ParamSpec, Problem
+from .params import DEFAULT_LOSS, ParamSpec
 from .records import RowState
 from .status import Status
 
 if TYPE_CHECKING:
     from .model import RunSet
+    from .problem import Problem
 
 FORMAT = "gdviz-session"
 VERSION = 2
@@ -56,6 +58,10 @@ SUFFIX = ".gdviz.json"
 MAX_FILE_BYTES = 200 * 1024 * 1024
 _COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
+_INDEX = re.compile(r"[0-9]{1,6}")  # a parameter's number in a version 1 optimizer state
+_MAX_DEPTH = 32  # lists nested deeper than this are not arrays gdviz wrote
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = _REPR.maxlong = 60
 
 
 @dataclass
@@ -106,7 +112,10 @@ class Session:
     def with_changes(self, **changes: Any) -> "Session":
         return replace(self, **changes)
 
-    def build_problem(self) -> Problem:
+    def build_problem(self) -> "Problem":
+        # torch comes in here, not when sessions are read: the window paints before it loads
+        from .problem import Problem
+
         return Problem(self.function, self.loss, self.params, seed=self.seed)
 
     @property
@@ -178,12 +187,13 @@ def parse_json(text: str, name: str = "the file") -> Any:
 
 
 def _parse_int(text: str) -> int | float:
-    # Python refuses to read integers of more than 4300 digits; anything past 400 digits is
-    # beyond a double anyway, so read it as the infinity it would round to.
+    # Python refuses to read integers of more than 4300 digits. A whole number beyond a
+    # double's range is read as the infinity it rounds to, as 1e400 is: the same number
+    # means the same whether it is written with an exponent or with all its digits.
     digits = text.lstrip("-")
     if len(digits) > 400:
         return -math.inf if text.startswith("-") else math.inf
-    return int(text)
+    return jsonsafe.huge_as_inf(int(text))
 
 
 def _run_dict(run: RunRecord, include_history: bool) -> dict[str, Any]:
@@ -236,10 +246,11 @@ class _Reader:
         if not _is_int(version):
             raise SessionError("missing or not a whole number", "version")
         if version > VERSION:
-            raise SessionError(f"this file was written by a newer gdviz (version {version}); "
-                               f"this gdviz reads versions 1 to {VERSION}", "version")
+            raise SessionError(f"this file was written by a newer gdviz (version "
+                               f"{_short(version, 20)}); this gdviz reads versions 1 to "
+                               f"{VERSION}", "version")
         if version < 1:
-            raise SessionError(f"unknown version {version}", "version")
+            raise SessionError(f"unknown version {_short(version, 20)}", "version")
         unknown = sorted(set(data) - _TOP)
         if unknown:
             raise SessionError("unknown field in a session", _key(unknown[0]))
@@ -340,6 +351,10 @@ class _Reader:
         history = data.get("history")
         if history is not None:
             r.history_columns, r.history = self.history(history, prefix + "history")
+            # Training goes on from the run's step; rows past it would come back out of order.
+            if len(r.history) and r.history[-1, 0] > r.step:
+                raise SessionError(f"the history goes up to step {int(r.history[-1, 0])}, past "
+                                   f"the run's step ({r.step})", prefix + "history.rows")
         return r
 
     def optimizer(self, value: Any, where: str) -> tuple[str, dict[str, Any]]:
@@ -347,7 +362,8 @@ class _Reader:
             value = {"name": value}
         if not isinstance(value, dict):
             raise SessionError("must be an object such as {\"name\": \"sgd\", \"lr\": 0.01}", where)
-        value = dict(value)
+        # a whole number beyond a double's range is the infinity it rounds to (see parse_json)
+        value = {k: jsonsafe.huge_as_inf(v) for k, v in value.items()}
         name = value.pop("name", "sgd")
         if not isinstance(name, str) or name not in OPTIMIZERS:
             raise SessionError(f"unknown optimizer {_short(name)}; choose from "
@@ -383,6 +399,13 @@ class _Reader:
             r.optimizer_state = (self.torch_state(optimizer, where + ".optimizer", r.step)
                                  if legacy and _looks_like_torch_state(optimizer)
                                  else self.optimizer_state(optimizer, where + ".optimizer"))
+        if r.optimizer_state is not None and r.optimizer_state.step > r.step:
+            # An optimizer cannot have made more updates than its run took steps (and its
+            # count would pass the step limit); the run goes on with a fresh state.
+            self.warnings.append(f"{where}.optimizer: its step ({r.optimizer_state.step}) is "
+                                 f"past the run's ({r.step}); the run goes on from its saved "
+                                 "point with a fresh optimizer state")
+            r.optimizer_state = None
 
     def optimizer_state(self, value: Any, where: str) -> RowState | None:
         if not isinstance(value, dict):
@@ -407,7 +430,7 @@ class _Reader:
         tensors: dict[str, dict[str, np.ndarray]] = {}
         count = None
         for index, entry in value.items():
-            if not isinstance(entry, dict) or not str(index).isdigit() or len(str(index)) > 6:
+            if not isinstance(entry, dict) or not _INDEX.fullmatch(str(index)):
                 raise SessionError("must map parameter numbers to their state", where)
             for key, item in entry.items():
                 if key == "step":
@@ -444,8 +467,10 @@ class _Reader:
             if rows else np.zeros((0, len(columns)))
         table = table.reshape(len(rows), len(columns))
         steps = table[:, 0]
+        # A step may repeat: a run stopped by the tolerance and then continued records the
+        # point it rested on again (gdviz writes such files, so it must read them).
         if len(steps) and (not np.isfinite(steps).all() or (steps < 0).any()
-                           or (steps != np.round(steps)).any() or (np.diff(steps) <= 0).any()
+                           or (steps != np.round(steps)).any() or (np.diff(steps) < 0).any()
                            or steps.max() > MAX_STEPS):
             raise SessionError("the step column must hold whole numbers >= 0 in increasing "
                                "order", where + ".rows")
@@ -508,10 +533,17 @@ def array_field(value: Any, where: str, max_elements: int = MAX_ELEMENTS,
         raise SessionError("must be a number or a rectangular list of numbers", where)
     if isinstance(value, str):
         return np.asarray(jsonsafe.number(value))
-    if isinstance(value, list) and _count_leaves(value, max_elements) > max_elements:
-        raise SessionError(f"has more than {max_elements:,} numbers", where)
+    if isinstance(value, list):
+        count = _count_leaves(value, max_elements)
+        if count < 0:
+            raise SessionError(f"is nested too deeply (more than {_MAX_DEPTH} levels)", where)
+        if count > max_elements:
+            raise SessionError(f"has more than {max_elements:,} numbers", where)
     try:
-        arr = np.asarray(value, dtype=np.float64)
+        try:
+            arr = np.asarray(value, dtype=np.float64)
+        except OverflowError:  # whole numbers beyond a double: infinity, as in parse_json
+            arr = np.asarray(_huge_as_inf(value), dtype=np.float64)
     except (TypeError, ValueError, OverflowError):
         raise SessionError("must be a number or a rectangular list of numbers", where) from None
     if arr.ndim > 8:
@@ -521,14 +553,22 @@ def array_field(value: Any, where: str, max_elements: int = MAX_ELEMENTS,
     return arr
 
 
+def _huge_as_inf(value: Any) -> Any:
+    # nested at most _MAX_DEPTH deep (checked before), so recursion is safe
+    if isinstance(value, list):
+        return [_huge_as_inf(v) for v in value]
+    return jsonsafe.huge_as_inf(value)
+
+
 def _count_leaves(value: list, cap: int) -> int:
-    """How many numbers a nested list holds, stopping once past ``cap`` (iterative: a list
-    nested thousands deep must not exhaust the stack)."""
+    """How many numbers a nested list holds, stopping once past ``cap``; -1 when it is
+    nested more than ``_MAX_DEPTH`` deep (iterative: a list nested thousands deep must not
+    exhaust the stack)."""
     count, stack = 0, [(value, 0)]
     while stack:
         item, depth = stack.pop()
-        if depth > 32:
-            return cap + 1
+        if depth > _MAX_DEPTH:
+            return -1
         if isinstance(item, list):
             stack.extend((x, depth + 1) for x in item)
         else:
@@ -550,7 +590,7 @@ def _has_bool(value: Any) -> bool:
 
 
 def _looks_like_torch_state(value: Any) -> bool:
-    return isinstance(value, dict) and bool(value) and all(str(k).isdigit() for k in value)
+    return isinstance(value, dict) and bool(value) and all(_INDEX.fullmatch(str(k)) for k in value)
 
 
 def _is_int(value: Any) -> bool:
@@ -569,7 +609,12 @@ def _key(value: Any, limit: int = 60) -> str:
 
 
 def _short(value: Any, limit: int = 40) -> str:
-    text = repr(value)
+    """A value as it appears in a message: its repr, shortened (and bounded in time: a
+    hostile file's list of millions or int of thousands of digits is not written out)."""
+    try:
+        text = _REPR.repr(value)
+    except ValueError:  # an int of more than 4,300 digits
+        text = "a number of thousands of digits"
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 

@@ -12,8 +12,10 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 
+from . import interrupt
 from .device import resolve_device
 from .engine import Engine
+from .history import ColumnLayout
 from .model import Run, RunSet, RunSettings
 from .records import EngineBatch
 from .report import run_summary
@@ -46,14 +48,20 @@ class Simulation:
 
     def run(self, steps: int | None = None,
             on_batch: Callable[[EngineBatch], None] | None = None) -> None:
-        """Run to the end. Ctrl-C stops between batches, keeping everything done so far
-        (``interrupted`` tells)."""
+        """Run to the end. Ctrl-C stops between batches (never inside a step, which would
+        leave a run's point, step count and history out of step), keeping everything done
+        so far (``interrupted`` tells)."""
+        batches = self.batches(steps)
         try:
-            for batch in self.batches(steps):
-                if on_batch is not None:
-                    on_batch(batch)
+            with interrupt.deferred_interrupt():
+                for batch in batches:
+                    if on_batch is not None:
+                        on_batch(batch)
+                    interrupt.check()
         except KeyboardInterrupt:
             self.interrupted = True
+        finally:
+            batches.close()
         self.runset.end_run()
         self.sync()
 
@@ -81,11 +89,19 @@ class Simulation:
             found = torch.autograd.grad(loss, [values[n] for n in self.problem.trainable],
                                         allow_unused=True, materialize_grads=True)
             parts = [g.detach().reshape(-1).double().numpy() for g in found]
-        run.grad = np.concatenate(parts) if parts else np.zeros(len(self.problem.layout.grad_columns))
+        layout = self.problem.layout  # counted from the shapes: not a name per element
+        run.grad = np.concatenate(parts) if parts else \
+            np.zeros(sum(math.prod(layout.shapes[n]) for n in layout.trainable))
         return run.grad
 
-    def summary(self, run: Run) -> dict[str, Any]:
-        """The keys of ``gdviz run --json`` for one run."""
+    def summary(self, run: Run, arrays: bool = True) -> dict[str, Any]:
+        """The keys of ``gdviz run --json`` for one run. Without ``arrays``, "params" and
+        "grads" are left empty: a text report does not need ten million numbers as Python
+        floats (hundreds of MB)."""
+        if not arrays:
+            return run_summary(run, ColumnLayout({}, ()), self.problem.loss_summed,
+                               str(self.device), self.runset.steps, self.engine.elapsed_s,
+                               self.engine.executed, np.zeros(0))
         return run_summary(run, self.problem.layout, self.problem.loss_summed, str(self.device),
                            self.runset.steps, self.engine.elapsed_s, self.engine.executed,
                            self.gradient_at(run))

@@ -2,13 +2,19 @@
 
 Written frame by frame, never all in memory: GIFs through Pillow, MP4s through
 imageio-ffmpeg's own ffmpeg. The file is written beside the target and renamed only once the
-writer has succeeded, and for MP4 once the written file has been read back with the right
-number of frames (ffmpeg can fail without saying so: killed, or out of disk). Cancelling
-(the progress dialog, or Ctrl-C between frames) removes the partial file.
+writer has succeeded: for MP4, once ffmpeg has exited with status 0 and the written file has
+been read back with the right number of frames (out of disk, ffmpeg can fail quietly).
+Cancelling (the progress dialog, or Ctrl-C between frames) stops ffmpeg and removes the
+partial file; an existing file is never touched until the new one is complete.
 """
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import subprocess
+import tempfile
+from fractions import Fraction
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -43,6 +49,7 @@ def write_animation(frames: Iterable[np.ndarray], path: str | Path, fps: float =
             _write_gif(counted, tmp, fps)
         else:
             _write_mp4(counted, tmp, fps)
+        interrupt.check()  # a Ctrl-C during the last frame keeps the old file too
     return counted.count
 
 
@@ -72,12 +79,23 @@ def _write_gif(frames: _Counting, tmp: Path, fps: float) -> None:
         raise GdvizError("there are no frames to write") from None
     duration = max(20, round(1000.0 / fps))  # GIF delays are in ms; viewers cap small ones
     try:
-        first.save(tmp, save_all=True, append_images=images, duration=duration, loop=0)
+        # Our own file object: Pillow closes a file it opened only on an Exception, so a
+        # Ctrl-C between frames would leave it to the garbage collector (a ResourceWarning,
+        # "Exception ignored in ..." when warnings are errors).
+        with open(tmp, "wb") as fh:
+            first.save(fh, format="GIF", save_all=True, append_images=images,
+                       duration=duration, loop=0)
     except OSError as exc:
         raise GdvizError(f"cannot write the GIF: {exc.strerror or exc}") from None
+    finally:
+        images.close()
 
 
 def _write_mp4(frames: _Counting, tmp: Path, fps: float) -> None:
+    """Frames piped to imageio-ffmpeg's ffmpeg, run by us so that its exit status is known:
+    ffmpeg killed (a file size limit, out of memory) or failing is an error, and on any
+    error, Ctrl-C included, ffmpeg is stopped before the temporary file is removed (else it
+    would write the file again after it was removed)."""
     import imageio_ffmpeg
 
     stream = iter(frames)
@@ -86,26 +104,72 @@ def _write_mp4(frames: _Counting, tmp: Path, fps: float) -> None:
     except StopIteration:
         raise GdvizError("there are no frames to write") from None
     height, width = first.shape[:2]
-    writer = imageio_ffmpeg.write_frames(str(tmp), (width, height), fps=fps, codec="libx264",
-                                         quality=7, macro_block_size=16,
-                                         ffmpeg_log_level="error")
-    writer.send(None)
+    command = [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-v", "error",
+               "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}",
+               "-r", str(Fraction(fps).limit_denominator(1000)), "-i", "-", "-an",
+               "-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", "15"]
+    if width % 16 or height % 16:  # players want whole macro blocks
+        command += ["-vf", f"scale={-(-width // 16) * 16}:{-(-height // 16) * 16}"]
+    command += ["-f", "mp4", str(tmp)]
     written = 0
-    try:
-        for frame in _chain(first, stream):
-            writer.send(np.ascontiguousarray(frame, dtype=np.uint8))
-            written += 1
-    except OSError as exc:  # ffmpeg died: its pipe broke
-        writer.close()
-        raise GdvizError(f"ffmpeg failed while writing the MP4: {str(exc).splitlines()[0]}") from None
-    writer.close()
+    with tempfile.TemporaryFile() as log:
+        # its own session: Ctrl-C in the terminal reaches gdviz, which stops ffmpeg itself
+        proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                stderr=log, start_new_session=True)
+        try:
+            try:
+                for frame in _chain(first, stream):
+                    frame = np.ascontiguousarray(frame, dtype=np.uint8)
+                    if frame.shape != first.shape:
+                        raise GdvizError(f"frame {written + 1} has the size {frame.shape[1]}x"
+                                         f"{frame.shape[0]}, not {width}x{height}")
+                    proc.stdin.write(frame.data)
+                    written += 1
+                proc.stdin.close()
+            except OSError:  # ffmpeg died and its pipe broke: its exit status says why
+                pass
+            code = _wait(proc)
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+        finally:
+            with contextlib.suppress(OSError):
+                proc.stdin.close()
+        if code != 0:
+            log.seek(0)
+            said = log.read()[-2000:].decode("utf-8", "replace").strip().splitlines()
+            raise GdvizError(f"ffmpeg failed while writing the MP4 ({_exit_reason(code)})"
+                             + (f": {said[-1][:200]}" if said else "")
+                             + "; the old file, if any, is kept")
     try:
         count, _secs = imageio_ffmpeg.count_frames_and_secs(str(tmp))
     except (RuntimeError, OSError) as exc:
-        raise GdvizError(f"ffmpeg did not write a readable MP4: {str(exc).splitlines()[0][:200]}") from None
+        raise GdvizError(f"ffmpeg did not write a readable MP4: "
+                         f"{str(exc).splitlines()[0][:200]}") from None
     if count != written:
         raise GdvizError(f"ffmpeg wrote {count} of {written} frames (out of disk space?); the "
                          "old file, if any, is kept")
+
+
+def _wait(proc: subprocess.Popen) -> int:
+    """ffmpeg's exit status, waiting for it to finish encoding; Ctrl-C still cancels."""
+    while True:
+        try:
+            return proc.wait(timeout=0.1)
+        except subprocess.TimeoutExpired:
+            interrupt.check()
+
+
+def _exit_reason(code: int) -> str:
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        hint = " (a file size limit?)" if name == "SIGXFSZ" else ""
+        return f"ffmpeg was stopped by {name}{hint}"
+    return f"ffmpeg exited with status {code}"
 
 
 def _chain(first: np.ndarray, rest):
