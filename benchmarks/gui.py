@@ -111,6 +111,9 @@ def main() -> None:
     window = MainWindow(session)
     window.show()
     torch.set_num_threads(1)
+    deadline = time.perf_counter() + 30
+    while window.controller.runset is None and time.perf_counter() < deadline:
+        app.processEvents()  # the first problem is built on the training thread
     headless(500, session)
     ratios, p99s = [], []
     print(f"{args.steps} steps of the seed problem, torch {torch.__version__}, "

@@ -19,6 +19,7 @@ def window(qtbot):
     qtbot.addWidget(win)
     win.show()
     qtbot.waitExposed(win)  # as a user sees it: on screen, able to take keys
+    qtbot.waitUntil(lambda: win.controller.runset is not None, timeout=30_000)  # torch loaded
     yield win
     win.close()
     app_settings().clear()

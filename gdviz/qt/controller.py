@@ -24,19 +24,17 @@ import numpy as np
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from ..core.analysis.landscape import LandscapeGrid, landscape_grid
-from ..core.device import resolve_device
-from ..core.engine import Engine
 from ..core.errors import ExpressionError, GdvizError
 from ..core.model import Run, RunSet, RunSettings, palette_color, ramp_color
-from ..core.presets import load_preset
-from ..core.expressions import compile_expression
 from ..core.params import ParamSpec
-from ..core.problem import ProblemInfo
-from ..core.records import EngineBatch
+from ..core.records import EngineBatch, ProblemInfo
 from ..core.report import run_summary
 from ..core.session import Session, apply_overrides, build_runset, session_from_runset
 from ..core.status import Status
 from .worker import EngineWorker
+
+# Nothing here imports torch: the worker thread does, when it builds the first problem, so
+# the window can paint before torch has loaded.
 
 # One batch per redraw: every batch wakes the GUI thread, which then competes for the GIL.
 BATCH_S = 0.033
@@ -44,6 +42,9 @@ BATCH_S = 0.033
 
 def _build(worker: EngineWorker, generation: int, session: Session):
     """On the worker's thread: the problem, the engine and the model for ``session``."""
+    from ..core.device import resolve_device
+    from ..core.engine import Engine
+
     problem = session.build_problem()
     device = resolve_device(session.device)
     runset = build_runset(session, problem.layout, problem.initial_flat())
@@ -54,6 +55,11 @@ def _build(worker: EngineWorker, generation: int, session: Session):
             runset.get(run.id).loss = engine.loss_at(run.values)
     worker.adopt(generation, problem, engine)
     return problem.info(), runset, str(device)
+
+
+def _cuda_reason(_worker: EngineWorker) -> str | None:
+    from ..core.device import cuda_unavailable_reason
+    return cuda_unavailable_reason()
 
 
 class TrainingController(QObject):
@@ -69,13 +75,15 @@ class TrainingController(QObject):
     runFinished = Signal(dict)             # the run ended: the selected run's summary
     message = Signal(str)                  # a line for the status bar
     landscapeReady = Signal(object)        # LandscapeGrid
+    loadingStarted = Signal()              # a problem is being built (the first one: torch loads)
+    cudaChecked = Signal(object)           # why CUDA cannot be used here, or None
     graphReady = Signal(object)            # ComputationGraph of the selected run
 
     _startRun = Signal(int, int, int)
 
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
-        self.session: Session = load_preset("seed-linear")
+        self.session: Session | None = None
         self.info: ProblemInfo | None = None
         self.runset: RunSet | None = None
         self.device = "cpu"
@@ -85,8 +93,10 @@ class TrainingController(QObject):
         self.steps_per_s = 0.0
         self._rate_from: tuple[float, int] | None = None
         self._requests = itertools.count(1)
+        self.loading = False
+        self._queued: int | None = None  # Play (-1) or Step (n) pressed while loading
         self._undo: list[Session] = []
-        self._callbacks: dict[int, Callable[[Any], None]] = {}
+        self._callbacks: dict[int, tuple] = {}
         self._state = "idle"
 
         self._thread = QThread()
@@ -150,7 +160,41 @@ class TrainingController(QObject):
         what is loaded untouched."""
         self._stop_running()
         generation = self.generation + 1
-        info, runset, device = self.worker.call(lambda w: _build(w, generation, session))
+        built = self.worker.call(lambda w: _build(w, generation, session))
+        self._install(generation, session, *built)
+
+    def load_session_async(self, session: Session,
+                           on_error: Callable[[GdvizError], None] | None = None) -> None:
+        """Start building ``session`` and return at once: the window's first problem, built
+        while the worker thread imports torch. Play and Step pressed meanwhile wait for it
+        (``loading``); ``on_error`` hears of a session that cannot be built."""
+        self._stop_running()
+        self.generation += 1
+        generation = self.generation
+        self.loading = True
+        self.session = session
+        self.loadingStarted.emit()
+
+        def done(built) -> None:
+            if generation != self.generation:
+                return  # something else was loaded meanwhile
+            self.loading = False
+            self._install(generation, session, *built)
+            queued, self._queued = self._queued, None
+            if queued is not None:
+                self._start(queued)
+
+        def failed(error: GdvizError) -> None:
+            if generation == self.generation:
+                self.loading, self._queued = False, None
+                if on_error is not None:
+                    on_error(error)
+
+        self.request(lambda w: _build(w, generation, session), done, failed)
+        self.request(_cuda_reason, self.cudaChecked.emit)
+
+    def _install(self, generation: int, session: Session, info: ProblemInfo, runset: RunSet,
+                 device: str) -> None:
         self.generation = generation
         self.session, self.info, self.device = session, info, device
         if self.runset is not None:
@@ -238,6 +282,8 @@ class TrainingController(QObject):
             return True
         what = "function" if function != s.function else "loss" if loss != s.loss \
             else "initial values"
+        from ..core.expressions import compile_expression  # pure Python; torch is loaded by now
+
         try:
             names = compile_expression(function, "function", reserved=("y", "loss")).names
         except ExpressionError as exc:
@@ -381,6 +427,10 @@ class TrainingController(QObject):
 
     def play(self) -> None:
         """Run every run to the step limit; from the start again when all have ended."""
+        if self.loading:
+            self._queued = -1
+            self.message.emit("Starting torch… the run begins as soon as it is ready.")
+            return
         if self.runset is None or self.running:
             return
         if all(r.status.stopped for r in self.runset) and \
@@ -400,6 +450,10 @@ class TrainingController(QObject):
 
     def step_once(self, count: int = 1) -> None:
         """Exactly ``count`` lock steps (not past the step limit)."""
+        if self.loading:
+            self._queued = int(count)
+            self.message.emit("Starting torch… the steps are taken as soon as it is ready.")
+            return
         if self.runset is None or self.running:
             return
         if not self._runnable():
@@ -471,10 +525,12 @@ class TrainingController(QObject):
 
     # --- asking the worker --------------------------------------------------------------
 
-    def request(self, fn: Callable[[EngineWorker], Any], callback: Callable[[Any], None]) -> None:
-        """Run ``fn(worker)`` on the worker's thread; ``callback(result)`` here after."""
+    def request(self, fn: Callable[[EngineWorker], Any], callback: Callable[[Any], None],
+                on_error: Callable[[GdvizError], None] | None = None) -> None:
+        """Run ``fn(worker)`` on the worker's thread; ``callback(result)`` here after (or
+        ``on_error(error)``; without it, the error becomes a message)."""
         request_id = next(self._requests)
-        self._callbacks[request_id] = callback
+        self._callbacks[request_id] = (callback, on_error)
         self.worker.post(fn, reply=request_id)
 
     def request_landscape(self, base: np.ndarray, indices: list[int], xs: np.ndarray,
@@ -489,11 +545,11 @@ class TrainingController(QObject):
         self.request(compute, lambda grid: grid is not None and self.landscapeReady.emit(grid))
 
     def request_graph(self, flat: np.ndarray, token: int) -> None:
-        from ..core.graph_capture import capture_graph
-
         generation = self.generation
 
         def capture(w: EngineWorker):
+            from ..core.graph_capture import capture_graph
+
             if w.generation != generation or w.problem is None:
                 return None
             graph = capture_graph(w.problem, w.problem.layout.unflatten(flat))
@@ -504,9 +560,12 @@ class TrainingController(QObject):
 
     @Slot(int, object, object)
     def _on_worker_replied(self, request_id: int, result: Any, error: Any) -> None:
-        callback = self._callbacks.pop(request_id, None)
+        callback, on_error = self._callbacks.pop(request_id, (None, None))
         if error is not None:
-            self.message.emit(str(error))
+            if on_error is not None:
+                on_error(error)
+            else:
+                self.message.emit(str(error))
             return
         if callback is not None:
             callback(result)

@@ -37,6 +37,8 @@ class Documents(QObject):
     # --- the document's state ----------------------------------------------------------
 
     def fingerprint(self) -> str:
+        if self.controller.runset is None:
+            return ""  # nothing built yet
         doc = self.controller.document(include_history=False)
         return json.dumps(doc.to_dict(include_history=False), sort_keys=True)
 

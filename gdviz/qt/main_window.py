@@ -13,7 +13,7 @@ import os
 import time
 from pathlib import Path
 
-from PySide6.QtCore import QByteArray, QSettings, Qt, Signal
+from PySide6.QtCore import QByteArray, QSettings, QSignalBlocker, Qt, Signal
 from PySide6.QtGui import QAction, QKeySequence, QShortcut
 from PySide6.QtWidgets import (QApplication, QFileDialog, QLabel, QMainWindow, QMenu,
                                QMessageBox, QScrollArea, QSizePolicy, QSplitter, QTabWidget,
@@ -71,6 +71,7 @@ class MainWindow(QMainWindow):
         self._problem_ok = True
         self.lastError = ""
         self._graph_window: _GraphWindow | None = None
+        self._loaded_once = False
         self.controller = TrainingController(parent=self)
         try:
             self._build(session)
@@ -79,11 +80,7 @@ class MainWindow(QMainWindow):
             raise
 
     def _build(self, session: Session | None) -> None:
-        from ..core.device import cuda_unavailable_reason
-        from ..core.expressions import FUNCTIONS
-
         self.problemPanel = ProblemPanel()
-        self.problemPanel.configure(sorted(FUNCTIONS), cuda_unavailable_reason())
         self.runsPanel = RunsPanel()
         self.problemPanel.layout().insertWidget(1, self.runsPanel)
         self.controls = ControlsBar()
@@ -138,7 +135,6 @@ class MainWindow(QMainWindow):
         self.resize(1400, 860)
         self.setAcceptDrops(True)
         self._restore_settings(session)
-        self.documents.mark_saved()
 
     # --- building -----------------------------------------------------------------------
 
@@ -319,6 +315,8 @@ class MainWindow(QMainWindow):
         self.graphArea.captureRequested.connect(c.request_graph)
         c.graphReady.connect(self.graphArea.show_graph)
         c.problemLoaded.connect(self._on_controller_problem_loaded)
+        c.loadingStarted.connect(self._on_controller_loading_started)
+        c.cudaChecked.connect(self._on_controller_cuda_checked)
         c.problemInvalid.connect(self._on_controller_problem_invalid)
         c.problemValid.connect(self._on_controller_problem_valid)
         c.runsChanged.connect(self._on_controller_runs_changed)
@@ -366,12 +364,18 @@ class MainWindow(QMainWindow):
 
     def _on_controller_problem_loaded(self) -> None:
         c = self.controller
+        first = not self._loaded_once
+        self._loaded_once = True
         self.problemPanel.show_session(c.session, c.info.shapes)
         self.trajectoryView.configure(c.info.layout, c.info.initial, c.session.landscape)
         self.graphArea.set_problem()
         self.lossView.clear()
         self._problem_ok = True
         self._update_controls()
+        if first:
+            self.documents.mark_saved()
+            if self.messageLabel.text().startswith("Starting torch"):
+                self.clear_message()
 
     def _on_controller_runs_changed(self) -> None:
         c = self.controller
@@ -460,24 +464,52 @@ class MainWindow(QMainWindow):
         return True
 
     def _restore_settings(self, session: Session | None) -> None:
+        """Geometry, then the first problem: the given session, else the one open when the
+        window last closed, else the seed example. It is built while the worker thread
+        imports torch, so the window paints (and takes typing) before that is done."""
         geometry = self.settings.value("geometry")
         if isinstance(geometry, QByteArray):
             self.restoreGeometry(geometry)
-        loaded = False
-        if session is not None:
-            loaded = self.load_session(session)
-        if not loaded:
-            text = self.settings.value("lastSession")
-            if isinstance(text, str) and text:
-                try:
-                    remembered = Session.from_dict(json.loads(text))
-                    self.controller.load_session(remembered)
-                    loaded = True
-                except (ValueError, GdvizError, RecursionError, TypeError):
-                    # A stale or broken remembered problem: forget it and start fresh.
-                    self.settings.remove("lastSession")
-        if not loaded:
-            self.load_session(load_preset("seed-linear"))
+        seed = load_preset("seed-linear")
+        first = session or self._remembered_session()
+        self._load_first(first or seed, None if first is None else seed)
+
+    def _remembered_session(self) -> Session | None:
+        text = self.settings.value("lastSession")
+        if not isinstance(text, str) or not text:
+            return None
+        try:
+            return Session.from_dict(json.loads(text))
+        except (ValueError, GdvizError, RecursionError, TypeError):
+            self.settings.remove("lastSession")  # stale or broken: forget it
+            return None
+
+    def _load_first(self, session: Session, fallback: Session | None) -> None:
+        self.problemPanel.show_session(session, None)  # the texts now, the shapes when built
+
+        def failed(error: GdvizError) -> None:
+            if fallback is None:
+                self.show_message(f"Cannot load: {error}")
+                return
+            self.settings.remove("lastSession")
+            self._load_first(fallback, None)
+
+        self.controller.load_session_async(session, failed)
+
+    def _on_controller_loading_started(self) -> None:
+        self.show_message("Starting torch… you can type, and Play starts the run as soon as "
+                          "it is ready.")
+
+    def _on_controller_cuda_checked(self, reason) -> None:
+        from ..core.expressions import FUNCTIONS  # torch is loaded now
+
+        self.problemPanel.configure(sorted(FUNCTIONS), reason)
+        if self.controller.session is not None:
+            blocker = QSignalBlocker(self.problemPanel.deviceCombo)
+            auto = self.controller.session.device == "auto"
+            if auto:
+                self.problemPanel.deviceCombo.setCurrentIndex(1 if reason is None else 0)
+            del blocker
 
     @property
     def session_path(self) -> Path | None:
@@ -572,8 +604,11 @@ class MainWindow(QMainWindow):
         if self._graph_window is not None:
             self._graph_window.close()
         self.settings.setValue("geometry", self.saveGeometry())
-        doc = self.controller.document(include_history=False)
-        remembered = doc.with_changes(runs=[r.fresh() for r in doc.runs])
-        self.settings.setValue("lastSession", json.dumps(remembered.to_dict(include_history=False)))
+        c = self.controller
+        doc = c.document(include_history=False) if c.runset is not None else c.session
+        if doc is not None:  # closed before the first problem was even built: keep that one
+            remembered = doc.with_changes(runs=[r.fresh() for r in doc.runs])
+            self.settings.setValue("lastSession",
+                                   json.dumps(remembered.to_dict(include_history=False)))
         self.settings.sync()
         super().closeEvent(event)

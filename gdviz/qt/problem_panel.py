@@ -209,8 +209,10 @@ class ProblemPanel(QWidget):
 
     # --- model -> widgets ---------------------------------------------------------------
 
-    def show_session(self, session: "Session", shapes: dict[str, tuple[int, ...]]) -> None:
-        """Show ``session``'s problem and shared settings without echoing signals back."""
+    def show_session(self, session: "Session", shapes: dict[str, tuple[int, ...]] | None) -> None:
+        """Show ``session``'s problem and shared settings without echoing signals back.
+        Without ``shapes`` (the problem is still being built) the table lists the session's
+        parameters with their shapes to come."""
         blockers = [QSignalBlocker(w) for w in (self.functionEdit, self.lossEdit, self.stepsSpin,
                                                  self.seedSpin, self.deviceCombo, self.tolEdit)]
         for edit, text in ((self.functionEdit, session.function), (self.lossEdit, session.loss)):
@@ -225,7 +227,7 @@ class ProblemPanel(QWidget):
         self.deviceCombo.setCurrentIndex(index)
         del blockers
         self._params = dict(session.params)
-        self._fill_table(list(shapes), shapes)
+        self._fill_table(list(shapes) if shapes is not None else list(session.params), shapes)
         self.clear_errors()
 
     def show_run(self, optimizer: str, hypers: dict[str, Any], label: str, several: bool) -> None:

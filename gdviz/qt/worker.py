@@ -22,14 +22,15 @@ import threading
 import time
 import traceback
 from collections import deque
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-import torch
 from PySide6.QtCore import QObject, Signal, Slot
 
-from ..core.engine import Engine
 from ..core.errors import GdvizError
-from ..core.problem import Problem
+
+if TYPE_CHECKING:  # torch is imported on this thread, when the first problem is built
+    from ..core.engine import Engine
+    from ..core.problem import Problem
 
 _TICK_S = 0.016  # slow motion: one chunk of steps per tick
 
@@ -45,8 +46,8 @@ class EngineWorker(QObject):
 
     def __init__(self) -> None:
         super().__init__()
-        self.problem: Problem | None = None
-        self.engine: Engine | None = None
+        self.problem: "Problem | None" = None
+        self.engine: "Engine | None" = None
         self.generation = 0
         self.speed = 0.0  # steps per second; 0 = as fast as possible
         self.batch_s = 0.033
@@ -115,9 +116,11 @@ class EngineWorker(QObject):
         else:
             self.failed.emit(self.generation, message)
 
-    def adopt(self, generation: int, problem: Problem, engine: Engine) -> None:
+    def adopt(self, generation: int, problem: "Problem", engine: "Engine") -> None:
         """A new problem and engine (called through :meth:`call`)."""
         if not self._threads_set:
+            import torch
+
             # Tiny problems: one intra-op thread leaves the other core to the GUI (DESIGN.md).
             torch.set_num_threads(1)
             self._threads_set = True
