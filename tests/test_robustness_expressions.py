@@ -152,9 +152,6 @@ def _peak_rss_mb(elements: int) -> float:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
-@pytest.mark.xfail(strict=True, reason="engine and history: every step records every "
-                   "parameter element, and ColumnLayout builds a name string per element "
-                   "(gdviz/core/history.py, gdviz/core/engine.py); see the report of issue #14")
 def test_a_large_parameter_costs_a_few_copies_not_dozens():
     # The issue's 10,000,000-element run took 2.6 GB (about 240 bytes an element). Measured
     # here on a smaller one, above the baseline of a tiny one: at most 16 float64 copies.

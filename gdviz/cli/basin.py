@@ -121,7 +121,7 @@ def main(args: argparse.Namespace) -> int:
     default_x, default_y = default_ranges(base, indices, session.landscape if not any(chosen)
                                           else None)
     device = resolve_device(session.device)
-    choose_threads(args.grid ** 2 * len(problem.layout.param_columns))
+    choose_threads(args.grid ** 2 * problem.layout.n_params)
     run = session.run
     progress = _progress if sys.stderr.isatty() and not args.json else None
     result = basin_map(problem, run.optimizer, run.hypers, session.steps, session.tol,

@@ -57,7 +57,7 @@ def main(args: argparse.Namespace) -> int:
     session = session_from_args(args)
     problem = session.build_problem()
     run = session.run
-    choose_threads(len(lrs) * len(problem.layout.param_columns))
+    choose_threads(len(lrs) * problem.layout.n_params)
     result = lr_range_test(problem, run.optimizer, run.hypers, session_start(session, problem),
                            lrs, args.steps, resolve_device(session.device))
     if args.out:

@@ -76,8 +76,8 @@ class Engine:
     def add_run(self, run: EngineRun) -> None:
         run.hypers = normalize_hypers(run.optimizer, run.hypers)
         run.values = np.asarray(run.values, dtype=np.float64).reshape(-1)
-        if run.values.shape != (len(self.layout.param_columns),):
-            raise GdvizError(f"run {run.id}: expected {len(self.layout.param_columns)} values, "
+        if run.values.shape != (self.layout.n_params,):
+            raise GdvizError(f"run {run.id}: expected {self.layout.n_params} values, "
                              f"got {run.values.size}")
         self._unpack()
         self.runs[run.id] = run
@@ -179,8 +179,7 @@ class Engine:
                     left = min(left, steps - done)
                 if left <= 0:
                     break
-                per_row = len(packed.ids) * (len(self.layout.param_columns) +
-                                             len(self.layout.grad_columns) + 1)
+                per_row = len(packed.ids) * (self.layout.n_params + self.layout.n_grads + 1)
                 left = min(left, max(1, _MAX_BATCH_VALUES // per_row - 1))
                 batch = self._batch(packed, left, time.perf_counter() + budget)
                 done += batch.steps_done
@@ -255,7 +254,7 @@ class Engine:
 
     def _full_rows(self, flat: torch.Tensor, frozen: torch.Tensor) -> np.ndarray:
         """Flat trainable and frozen rows back into full parameter rows (numpy)."""
-        out = np.empty((flat.shape[0], len(self.layout.param_columns)))
+        out = np.empty((flat.shape[0], self.layout.n_params))
         out[:, self._trainable_cols] = flat.detach().to(torch.float64).cpu().numpy()
         out[:, self._frozen_cols] = frozen.to(torch.float64).cpu().numpy()
         return out
@@ -319,8 +318,8 @@ class Engine:
         if packed is None or packed.loss is not None:
             return batch
         packed.loss, packed.grad = self._evaluate(packed.flat, packed.frozen, packed.seed)
-        rows = self._rows(packed, [packed.loss], [packed.flat], [packed.grad])
-        self._settle(packed, batch, *rows, n=0, snapshot=None)
+        rec = self._rows(packed, [packed.loss], [packed.flat], [packed.grad])
+        self._settle(packed, batch, rec, n=0, snapshot=None)
         batch.runs = batch.ended  # the others have nothing to report yet
         return batch
 
@@ -342,27 +341,35 @@ class Engine:
         packed.flat, packed.loss, packed.grad = flat, losses[-1], grad
         self.executed += count
         batch = EngineBatch(steps_done=count)
-        rows = self._rows(packed, losses, flats, grads)
-        self._settle(packed, batch, *rows, n=count, snapshot=snapshot, rec_grads=grads)
+        rec = self._rows(packed, losses, flats, grads)
+        self._settle(packed, batch, rec, n=count, snapshot=snapshot, rec_grads=grads)
         self.elapsed_s += time.perf_counter() - started
         batch.elapsed_s = self.elapsed_s
         return batch
 
-    def _rows(self, packed, losses, flats, grads):
-        """Per-step records as numpy: loss (n+1, A), params (n+1, A, P), grads (n+1, A, G)."""
+    def _rows(self, packed, losses, flats, grads) -> "_Records":
+        """The batch's records as numpy: the loss of every step and run, whether each
+        point was finite, and (when the problem is small enough to record them, see
+        history.RECORD_LIMIT) every parameter and gradient element."""
+        loss = torch.stack(losses).to(torch.float64).cpu().numpy()
+        if not self.layout.records_elements:
+            finite = torch.stack([torch.isfinite(f).all(dim=1) & torch.isfinite(g).all(dim=1)
+                                  for f, g in zip(flats, grads)]).cpu().numpy()
+            return _Records(loss, finite & np.isfinite(loss), None, None, self, packed, flats, grads)
         k, a = len(losses), len(packed.ids)
-        params = np.empty((k, a, len(self.layout.param_columns)))
+        params = np.empty((k, a, self.layout.n_params))
         params[:, :, self._trainable_cols] = torch.stack(flats).to(torch.float64).cpu().numpy()
         if len(self._frozen_cols):
             params[:, :, self._frozen_cols] = packed.frozen.to(torch.float64).cpu().numpy()[None]
-        return (torch.stack(losses).to(torch.float64).cpu().numpy(), params,
-                torch.stack(grads).to(torch.float64).cpu().numpy())
+        grad = torch.stack(grads).to(torch.float64).cpu().numpy()
+        finite = np.isfinite(loss) & np.isfinite(params).all(axis=2) & np.isfinite(grad).all(axis=2)
+        return _Records(loss, finite, params, grad, self, packed, flats, grads)
 
-    def _settle(self, packed, batch: EngineBatch, loss: np.ndarray, params: np.ndarray,
-                grads: np.ndarray, n: int, snapshot, rec_grads=None) -> None:
+    def _settle(self, packed, batch: EngineBatch, rec: "_Records", n: int, snapshot,
+                rec_grads=None) -> None:
         """Decide, per run, how far it got in this batch, and put stopped runs back exactly
         at the step they stopped at."""
-        finite = np.isfinite(loss) & np.isfinite(params).all(axis=2) & np.isfinite(grads).all(axis=2)
+        loss, finite = rec.loss, rec.finite
         rows = n + 1
         first_bad = np.where((~finite).any(axis=0), (~finite).argmax(axis=0), rows)
         if self.tol is not None:
@@ -383,7 +390,8 @@ class Engine:
             elif bad < rows:
                 at = max(bad - 1, 0)
                 outcome[pos] = (Status.DIVERGED, at, _diverged_message(
-                    base + bad, base + at, loss[:, pos], params[:, pos], grads[:, pos], bad))
+                    base + bad, base + at, loss[:, pos], rec.params_at(bad, pos),
+                    rec.grad_at(bad, pos), rec.params_at(at, pos), bad))
             elif base + n >= self.max_steps:
                 outcome[pos] = (Status.FINISHED, n, "")
             else:
@@ -397,21 +405,19 @@ class Engine:
             if pos not in outcome:
                 shown = n  # rows 0..n-1; the current point's row opens the next batch
                 batch.runs[run_id] = RunProgress(
-                    RunRows(np.arange(base, base + shown), loss[:shown, pos],
-                            params[:shown, pos], grads[:shown, pos]),
-                    base + n, params[n, pos], float(loss[n, pos]), grads[n, pos], Status.RUNNING)
+                    rec.rows(base, shown, pos), base + n, rec.params_at(n, pos),
+                    float(loss[n, pos]), rec.grad_at(n, pos), Status.RUNNING)
                 continue
             status, at, message = outcome[pos]
             # A stopped run's last row is the point it rests on, except at the step limit,
             # where the run could still go on from there.
             shown = at if status == Status.FINISHED else at + 1
+            values = rec.params_at(at, pos)
             batch.runs[run_id] = RunProgress(
-                RunRows(np.arange(base, base + shown), loss[:shown, pos], params[:shown, pos],
-                        grads[:shown, pos]),
-                base + at, params[at, pos], float(loss[at, pos]), grads[at, pos], status, message)
+                rec.rows(base, shown, pos), base + at, values, float(loss[at, pos]),
+                rec.grad_at(at, pos), status, message)
             run = self.runs[run_id]
-            run.values, run.step, run.status, run.message = \
-                params[at, pos].copy(), base + at, status, message
+            run.values, run.step, run.status, run.message = values.copy(), base + at, status, message
             state = states[pos] if pos in replay else self._state_now(packed, pos)
             run.state = self._named_state(state)
         packed.base += n
@@ -520,11 +526,38 @@ class _Packed:
         return self.group_at(self.ids.index(run_id))
 
 
-def _diverged_message(bad_step: int, kept_step: int, loss: np.ndarray, params: np.ndarray,
-                      grads: np.ndarray, bad: int) -> str:
+class _Records:
+    """One batch's records (see Engine._rows); full rows of a large problem are fetched
+    from the recorded tensors only for the few steps and runs that are asked for."""
+
+    def __init__(self, loss, finite, params, grads, engine, packed, flats, grad_tensors):
+        self.loss, self.finite, self.params, self.grads = loss, finite, params, grads
+        self._engine, self._packed, self._flats, self._grads = engine, packed, flats, grad_tensors
+
+    def params_at(self, t: int, pos: int) -> np.ndarray:
+        if self.params is not None:
+            return self.params[t, pos]
+        e = self._engine
+        return e._full_rows(self._flats[t][pos:pos + 1], self._packed.frozen[pos:pos + 1])[0]
+
+    def grad_at(self, t: int, pos: int) -> np.ndarray:
+        if self.grads is not None:
+            return self.grads[t, pos]
+        return self._grads[t][pos].to(torch.float64).cpu().numpy()
+
+    def rows(self, base: int, count: int, pos: int) -> RunRows:
+        steps = np.arange(base, base + count)
+        if self.params is not None:
+            return RunRows(steps, self.loss[:count, pos], self.params[:count, pos],
+                           self.grads[:count, pos])
+        return RunRows(steps, self.loss[:count, pos], np.zeros((count, 0)), np.zeros((count, 0)))
+
+
+def _diverged_message(bad_step: int, kept_step: int, loss: np.ndarray, params_bad: np.ndarray,
+                      grads_bad: np.ndarray, params_kept: np.ndarray, bad: int) -> str:
     what = "the loss" if not np.isfinite(loss[bad]) else (
-        "a parameter" if not np.isfinite(params[bad]).all() else "a gradient")
-    value = "NaN" if np.isnan(np.concatenate([np.atleast_1d(loss[bad]), params[bad], grads[bad]])).any() \
+        "a parameter" if not np.isfinite(params_bad).all() else "a gradient")
+    value = "NaN" if np.isnan(np.concatenate([np.atleast_1d(loss[bad]), params_bad, grads_bad])).any() \
         else "infinite"
     if bad == 0:
         return (f"the {what.removeprefix('the ').removeprefix('a ')} is {value} at the start "
@@ -533,7 +566,7 @@ def _diverged_message(bad_step: int, kept_step: int, loss: np.ndarray, params: n
     text = f"diverged at step {bad_step}: {what} became {value}. The last finite state " \
            f"(step {kept_step}) is kept; "
     last = abs(float(loss[bad - 1]))
-    if value == "NaN" and last < 1e10 and np.all(np.abs(params[bad - 1]) < 1e10):
+    if value == "NaN" and last < 1e10 and np.all(np.abs(params_kept) < 1e10):
         return text + ("the step left the function's domain (a log or square root of a "
                        "negative number, 0/0...); a smaller learning rate or another start "
                        "may help.")

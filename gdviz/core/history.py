@@ -32,6 +32,12 @@ def element_names(name: str, shape: Sequence[int]) -> list[str]:
     return [f"{name}[{','.join(str(i) for i in idx)}]" for idx in np.ndindex(*shape)]
 
 
+#: A problem with more elements than this is recorded without them: the history keeps the
+#: loss of every step, and the parameters and gradients only as they stand now. (Recording
+#: ten million elements per step costs gigabytes; nobody reads a CSV that wide.)
+RECORD_LIMIT = 100_000
+
+
 @dataclass(frozen=True)
 class ColumnLayout:
     """Where each parameter's elements sit in a flat row, and the columns' names."""
@@ -42,6 +48,20 @@ class ColumnLayout:
     @property
     def names(self) -> list[str]:
         return list(self.shapes)
+
+    @property
+    def n_params(self) -> int:
+        """Elements in a full row: every parameter, frozen ones too."""
+        return sum(math.prod(s) for s in self.shapes.values())
+
+    @property
+    def n_grads(self) -> int:
+        return sum(math.prod(self.shapes[n]) for n in self.trainable)
+
+    @property
+    def records_elements(self) -> bool:
+        """Whether the history keeps every element at every recorded step."""
+        return self.n_params + self.n_grads <= RECORD_LIMIT
 
     @property
     def param_columns(self) -> list[str]:
@@ -68,12 +88,24 @@ class ColumnLayout:
     def grad_slices(self) -> dict[str, slice]:
         return self.slices(self.trainable)
 
-    def trainable_axes(self) -> list[tuple[str, int]]:
+    def trainable_axes(self, limit: int | None = None) -> list[tuple[str, int]]:
         """The trainable elements as (column name, index in a flat parameter row): the
-        axes of a landscape or of the parameters plot."""
-        columns = self.param_columns
-        return [(columns[i], i) for name, sl in self.param_slices.items()
-                if name in self.trainable for i in range(sl.start, sl.stop)]
+        axes of a landscape or of the parameters plot (the first ``limit`` of them)."""
+        axes: list[tuple[str, int]] = []
+        for name, sl in self.param_slices.items():
+            if name not in self.trainable:
+                continue
+            count = sl.stop - sl.start
+            take = count if limit is None else min(count, limit - len(axes))
+            shape = self.shapes[name]
+            for k in range(take):  # names made only for the elements asked for
+                idx = np.unravel_index(k, shape) if shape else ()
+                label = name if len(shape) == 0 or (count == 1 and len(shape) == 1) else \
+                    f"{name}[{','.join(str(i) for i in idx)}]"
+                axes.append((label, sl.start + k))
+            if limit is not None and len(axes) >= limit:
+                break
+        return axes
 
     def unflatten(self, row: np.ndarray, grads: bool = False) -> dict[str, np.ndarray]:
         """A flat row back into ``{name: array of its shape}``."""
@@ -87,8 +119,9 @@ class History:
     def __init__(self, layout: ColumnLayout, max_values: int = 20_000_000):
         self.layout = layout
         self.max_values = max_values
-        self.n_params = len(layout.param_columns)
-        self.n_grads = len(layout.grad_columns)
+        self.records_elements = layout.records_elements
+        self.n_params = layout.n_params if self.records_elements else 0
+        self.n_grads = layout.n_grads if self.records_elements else 0
         self.stride = 1
         self._max_rows = max(16, max_values // (2 + self.n_params + self.n_grads))
         self.clear()
@@ -136,6 +169,8 @@ class History:
         n = len(steps)
         if n == 0:
             return
+        if not self.records_elements:  # see RECORD_LIMIT: the loss only
+            params, grads = np.zeros((n, 0)), np.zeros((n, 0))
         self._reserve(self._size + n)
         end = self._size + n
         self._steps[self._size:end] = steps
@@ -170,6 +205,8 @@ class History:
 
     @property
     def columns(self) -> list[str]:
+        if not self.records_elements:
+            return ["step", "loss"]
         return ["step", "loss", *self.layout.param_columns, *self.layout.grad_columns]
 
     def table(self) -> np.ndarray:

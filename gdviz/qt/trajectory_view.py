@@ -149,7 +149,8 @@ class TrajectoryView(QWidget):
                   landscape: dict[str, list[float]] | None) -> None:
         """A new problem: choose the mode and range, and ask for the landscape."""
         self.layout_ = layout
-        self.axes = layout.trainable_axes()
+        # names for the elements that are drawn only: a parameter may have millions
+        self.axes = layout.trainable_axes(limit=MAX_LINES)
         self.base = np.asarray(start, dtype=np.float64).copy()
         self.z = None
         self._token += 1  # a landscape still on its way for the old problem is dropped
@@ -161,7 +162,7 @@ class TrajectoryView(QWidget):
         self.drawings = {}
         self.lines = []
         self._landscape_key = None
-        n = len(self.axes)
+        n = layout.n_grads
         self.mode = "1d" if n == 1 else "2d" if n == 2 else "lines"
         self.item.setLogMode(False, False)
         if self.colorbar is not None:
@@ -257,10 +258,12 @@ class TrajectoryView(QWidget):
         for k, i in enumerate(shown):
             pen = pg.mkPen(pg.intColor(k, hues=max(len(shown), 3)), width=1)
             self.lines.append(self.item.plot([], [], pen=pen, name=cols[i]))
-        more = len(self.axes) - len(shown)
+        total = self.layout_.n_grads
         who = f" of {run.label}" if run is not None else ""
-        self.hint.setText(f"{len(self.axes)} elements{who}" +
-                          (f"; the first {MAX_LINES} shown" if more > 0 else ""))
+        note = "" if self.layout_.records_elements else \
+            "; too many to record step by step: the loss is recorded, not the elements"
+        self.hint.setText(f"{total:,} elements{who}" +
+                          (f"; the first {MAX_LINES} shown" if total > len(shown) else "") + note)
 
     def _initial_range(self, landscape: dict[str, list[float]] | None) -> tuple:
         pts = self.base[[i for _, i in self.axes]]
@@ -398,6 +401,8 @@ class TrajectoryView(QWidget):
             if run is None:
                 return
             steps, rows = run.history.steps, run.history.params
+            if not run.history.records_elements:
+                return  # the hint says why there is nothing to draw
             keep = thin(steps, MAX_PATH_POINTS)
             for line, i in zip(self.lines, idx):
                 line.setData(steps[keep], rows[keep, i])

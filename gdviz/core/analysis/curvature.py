@@ -87,8 +87,8 @@ class _Second:
     def __init__(self, problem: "Problem", points: np.ndarray):
         points = np.atleast_2d(np.asarray(points, dtype=np.float64))
         layout = problem.layout
-        if points.shape[1] != len(layout.param_columns):
-            raise ValueError(f"points must have {len(layout.param_columns)} columns")
+        if points.shape[1] != layout.n_params:
+            raise ValueError(f"points must have {layout.n_params} columns")
         self.columns = [name for name, _ in layout.trainable_axes()]
         self.index = [i for _, i in layout.trainable_axes()]
         if not self.index:
