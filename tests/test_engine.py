@@ -310,3 +310,16 @@ def test_a_thousand_runs_are_one_tensor():
     one, eng = make(problem, RunSettings("adam", {"lr": 0.01}, start=starts[123]), steps=50)
     train(one, eng)
     assert np.array_equal(one.runs[0].values, runset.runs[123].values)
+
+
+def test_a_converged_run_that_goes_on_records_each_step_once():
+    problem = Problem("a**2 + b**2", "y", {"a": ParamSpec("1"), "b": ParamSpec("-2")})
+    runset, engine = make(problem, RunSettings("sgd", {"lr": 0.1}), steps=50, tol=4.5)
+    train(runset, engine)
+    run = runset.runs[0]
+    assert run.status == Status.CONVERGED
+    runset.set_limits(tol=None)
+    engine.set_limits(tol=None)
+    train(runset, engine)
+    steps = run.history.steps
+    assert run.step == 50 and np.array_equal(steps, np.arange(50))

@@ -272,6 +272,12 @@ class RunSet:
             except KeyError:
                 continue  # removed while the batch was on its way
             rows = progress.rows
+            if len(rows) and len(run.history) and rows.steps[0] <= run.history.steps[-1]:
+                # a run that stopped rests on a point its history already holds; going on
+                # from there, the engine reports that point again
+                fresh = rows.steps > run.history.steps[-1]
+                rows = type(rows)(rows.steps[fresh], rows.loss[fresh], rows.params[fresh],
+                                  rows.grads[fresh])
             if len(rows):
                 run.history.extend(rows.steps, rows.loss, rows.params, rows.grads)
             run.values, run.step, run.loss = progress.current, progress.step, progress.loss

@@ -16,9 +16,10 @@ def preset_names() -> list[str]:
 
 
 def load_preset(name: str) -> Session:
+    if name not in preset_names():  # never a path: "../x" or a name too long for the disk
+        shown = name if len(name) <= 40 else name[:39] + "…"
+        raise GdvizError(f"unknown preset '{shown}'; the presets are {', '.join(preset_names())}")
     path = resources_dir() / "presets" / f"{name}.json"
-    if not path.is_file():
-        raise GdvizError(f"unknown preset '{name}'; the presets are {', '.join(preset_names())}")
     try:
         session = Session.from_dict(json.loads(path.read_text(encoding="utf-8")), preset=True)
     except (json.JSONDecodeError, SessionError) as exc:

@@ -550,7 +550,8 @@ class TrainingController(QObject):
         def capture(w: EngineWorker):
             from ..core.graph_capture import capture_graph
 
-            if w.generation != generation or w.problem is None:
+            if w.generation != generation or w.problem is None or \
+                    len(flat) != w.problem.layout.n_params:
                 return None
             graph = capture_graph(w.problem, w.problem.layout.unflatten(flat))
             graph.token = token

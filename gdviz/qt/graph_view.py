@@ -534,6 +534,8 @@ class GraphPanel(QWidget):
         self.graph, self.full_graph, self._structure, self._latest = None, None, None, None
         self._token += 1  # a capture or layout still on its way for the old problem is dropped
         self._shown_point = None
+        self._pending_point = None  # a point of the old problem must not be asked for
+        self._throttle.stop()
         self.scene.clear()
         self.scene.graph = None
 
