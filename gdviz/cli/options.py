@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from dataclasses import replace
 from typing import Any, Sequence
 
 import numpy as np
@@ -18,6 +19,7 @@ from ..core.errors import GdvizError, SessionError
 from ..core.model import RunSettings, ramp_color
 from ..core.optimizers import OPTIMIZERS, normalize_hypers
 from ..core.problem import ParamSpec
+from ..core.schedules import NAMES, Schedule, check_clip_norm
 from ..core.session import RunRecord, Session, apply_overrides
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_INTERRUPTED = 0, 2, 3, 130
@@ -109,6 +111,23 @@ def add_optimizer_options(p: argparse.ArgumentParser) -> None:
                            help=hyper.help)
         else:
             o.add_argument(hyper.flag, dest=name, type=float, help=hyper.help)
+    add_schedule_options(p)
+
+
+def add_schedule_options(p: argparse.ArgumentParser) -> None:
+    s = p.add_argument_group("learning-rate schedule and gradient clipping")
+    s.add_argument("--schedule", choices=NAMES, help="how the learning rate changes over the "
+                   "step limit (torch.optim.lr_scheduler, stepped every step); default constant")
+    s.add_argument("--warmup", type=int, help="warmup-cosine: steps of linear warm-up from 1%% "
+                   "of the rate")
+    s.add_argument("--step-size", type=int, help="step: multiply the rate by --gamma every this "
+                   "many steps (default 100)")
+    s.add_argument("--gamma", type=float, help="step, exponential: the factor (default 0.5)")
+    s.add_argument("--min-lr", type=float, help="cosine, warmup-cosine: the rate at the step "
+                   "limit (default 0)")
+    s.add_argument("--max-lr", type=float, help="one-cycle: the peak rate (default 10 x --lr)")
+    s.add_argument("--clip-norm", type=float, help="scale each gradient down to at most this "
+                   "norm before the update (clip_grad_norm_)")
 
 
 # --- building a session from the options ------------------------------------------------
@@ -162,6 +181,7 @@ def session_from_args(args: argparse.Namespace, optimizer_flags: bool = True) ->
         overrides["tol"] = args.tol
     if optimizer_flags and hasattr(args, "optimizer"):
         overrides.update(optimizer_overrides(args, session.run.optimizer))
+        overrides.update(schedule_overrides(args, session.run.schedule))
         overrides["run_index"] = session.selected
     try:
         return apply_overrides(session, **overrides)
@@ -192,6 +212,29 @@ def optimizer_overrides(args: argparse.Namespace, current: str) -> dict[str, Any
     return {"optimizer": args.optimizer, "hypers": hypers}
 
 
+SCHEDULE_FLAGS = ("warmup", "step_size", "gamma", "min_lr", "max_lr")
+
+
+def schedule_overrides(args: argparse.Namespace, current: Schedule) -> dict[str, Any]:
+    """--schedule and its settings on top of the run's schedule, and --clip-norm."""
+    out: dict[str, Any] = {}
+    given = {k: getattr(args, k) for k in SCHEDULE_FLAGS if getattr(args, k, None) is not None}
+    name = getattr(args, "schedule", None)
+    if name is not None or given:
+        base = current if name is None or name == current.name else Schedule(name)
+        base.check_settings(set(given), flags=True)
+        try:
+            out["schedule"] = replace(base, **given)
+        except GdvizError as exc:
+            raise GdvizError(f"--{exc}") from None
+    if getattr(args, "clip_norm", None) is not None:
+        try:
+            out["clip_norm"] = check_clip_norm(args.clip_norm)
+        except GdvizError as exc:
+            raise GdvizError(f"--clip-norm: {exc}") from None
+    return out
+
+
 # --- run specs for race ------------------------------------------------------------------
 
 def parse_run_spec(text: str, where: str) -> RunSettings:
@@ -203,6 +246,8 @@ def parse_run_spec(text: str, where: str) -> RunSettings:
     if not words:
         raise GdvizError(f"{where} is empty; write e.g. \"adam lr=0.01\"")
     optimizer, label, hypers = words[0].lower(), "", {}
+    schedule: dict[str, Any] = {}
+    clip_norm: float | None = None
     if optimizer not in OPTIMIZERS:
         raise GdvizError(f"{where}: unknown optimizer '{clip(words[0], 40)}'; choose from "
                          f"{', '.join(OPTIMIZERS)}")
@@ -215,11 +260,21 @@ def parse_run_spec(text: str, where: str) -> RunSettings:
         if key == "label":
             label = value
             continue
+        if key in ("schedule",) + SCHEDULE_FLAGS:
+            schedule["name" if key == "schedule" else key] = value
+            continue
+        if key == "clip_norm":
+            try:
+                clip_norm = _number(value, key)
+            except GdvizError as exc:
+                raise GdvizError(f"{where}: {exc}") from None
+            continue
         try:
             hyper = spec.hyper(key)
         except KeyError:
             raise GdvizError(f"{where}: {optimizer} has no option '{clip(key, 40)}'; its options "
-                             f"are {', '.join(h.name for h in spec.hypers)}, label") from None
+                             f"are {', '.join(h.name for h in spec.hypers)}, label, schedule, "
+                             f"{', '.join(SCHEDULE_FLAGS)}, clip_norm") from None
         if hyper.kind == "bool":
             if value.lower() not in ("true", "false"):
                 raise GdvizError(f"{where}: {key} must be true or false")
@@ -228,9 +283,20 @@ def parse_run_spec(text: str, where: str) -> RunSettings:
             hypers[key] = value
     try:
         hypers = normalize_hypers(optimizer, hypers)
+        plan = Schedule.from_dict({k: v if k == "name" else _number(v, k)
+                                   for k, v in schedule.items()}) if schedule else Schedule()
+        plan.check_settings(set(schedule) - {"name"})
+        return RunSettings(optimizer, hypers, label, schedule=plan, clip_norm=clip_norm)
     except GdvizError as exc:
         raise GdvizError(f"{where}: {exc}") from None
-    return RunSettings(optimizer, hypers, label)
+
+
+def _number(text: str, key: str) -> float | int:
+    try:
+        value = float(text)
+    except ValueError:
+        raise GdvizError(f"{key} must be a number, not '{clip(text, 40)}'") from None
+    return int(value) if key in ("warmup", "step_size") and value.is_integer() else value
 
 
 def parse_sweep(text: str, count: int) -> list[RunSettings]:
@@ -263,4 +329,5 @@ def parse_sweep(text: str, count: int) -> list[RunSettings]:
 
 
 def records_for(runs: list[RunSettings]) -> list[RunRecord]:
-    return [RunRecord(r.optimizer, dict(r.hypers), r.label, r.color) for r in runs]
+    return [RunRecord(r.optimizer, dict(r.hypers), r.label, r.color, schedule=r.schedule,
+                      clip_norm=r.clip_norm) for r in runs]

@@ -34,6 +34,7 @@ from .optimizers import normalize_hypers
 from .problem import Problem
 from .status import Status
 from .records import EngineBatch, EngineRun, RowState, RunProgress, RunRows
+from .schedules import Schedule
 from .updates import UpdateGroup, rule_of
 
 #: At most this many numbers are recorded per batch (rows x runs x columns), so a huge set
@@ -119,6 +120,12 @@ class Engine:
         self._unpack()
         run = self.runs[run_id]
         run.optimizer, run.hypers, run.state = name, normalize_hypers(name, hypers), None
+
+    def set_schedule(self, run_id: int, schedule: Schedule, clip_norm: float | None) -> None:
+        """A run's learning-rate schedule and gradient clip, from its next step on."""
+        self._unpack()
+        run = self.runs[run_id]
+        run.schedule, run.clip_norm = schedule, clip_norm
 
     def set_limits(self, max_steps: int | None = None, tol: float | None | str = "keep") -> None:
         """A new step limit or tolerance; a finished or converged run that the new limits
@@ -228,7 +235,9 @@ class Engine:
                 stop += 1
             part = runs[start:stop]
             group = UpdateGroup(part[0].optimizer, [r.hypers for r in part], width, self.device,
-                                [self._flat_state(r.state) for r in part])
+                                [self._flat_state(r.state) for r in part],
+                                [r.schedule for r in part], [r.clip_norm for r in part],
+                                [r.step for r in part], self.max_steps)
             packed.groups.append((group, start, stop))
             start = stop
         for r in runs:

@@ -22,6 +22,7 @@ from .history import ColumnLayout, History
 from .optimizers import OPTIMIZERS, normalize_hypers
 from .status import Status
 from .records import EngineBatch, EngineRun, RowState
+from .schedules import Schedule, check_clip_norm
 
 #: Every run's history together holds at most this many numbers (about 160 MB).
 HISTORY_BUDGET = 20_000_000
@@ -54,8 +55,10 @@ def ramp_color(t: float) -> str:
     return "#" + "".join(f"{c:02x}" for c in rgb)
 
 
-def describe_optimizer(optimizer: str, hypers: dict[str, Any]) -> str:
-    """A short label such as 'Adam lr 0.02' or 'SGD lr 0.001 momentum 0.9 nesterov'."""
+def describe_optimizer(optimizer: str, hypers: dict[str, Any], schedule: Schedule | None = None,
+                       clip_norm: float | None = None) -> str:
+    """A short label such as 'Adam lr 0.02' or 'SGD lr 0.001 momentum 0.9 nesterov, cosine
+    down to 0, clip 1'."""
     spec = OPTIMIZERS[optimizer]
     h = normalize_hypers(optimizer, hypers)
     parts = [spec.title, f"lr {h['lr']:g}"]
@@ -65,7 +68,12 @@ def describe_optimizer(optimizer: str, hypers: dict[str, Any]) -> str:
         value = h[hyper.name]
         parts.append(hyper.name.replace("_", " ") if value is True
                      else f"{hyper.name.replace('_', ' ')} {value:g}")
-    return " ".join(parts)
+    text = " ".join(parts)
+    if schedule is not None and not schedule.is_constant:
+        text += f", {schedule.describe()}"
+    if clip_norm is not None:
+        text += f", clip {clip_norm:g}"
+    return text
 
 
 @dataclass
@@ -78,6 +86,11 @@ class RunSettings:
     color: str = ""
     visible: bool = True
     start: np.ndarray | None = None  # a flat start point; None: the problem's initial values
+    schedule: Schedule = field(default_factory=Schedule)  # the learning rate over the steps
+    clip_norm: float | None = None   # gradients scaled down to at most this norm
+
+    def __post_init__(self) -> None:
+        self.clip_norm = check_clip_norm(self.clip_norm)
 
 
 class Run:
@@ -98,7 +111,8 @@ class Run:
 
     @property
     def label(self) -> str:
-        return self.settings.label or describe_optimizer(self.settings.optimizer, self.settings.hypers)
+        st = self.settings
+        return st.label or describe_optimizer(st.optimizer, st.hypers, st.schedule, st.clip_norm)
 
     @property
     def best_loss(self) -> float:
@@ -109,9 +123,10 @@ class Run:
         return min(values) if values else math.nan
 
     def engine_run(self) -> EngineRun:
-        return EngineRun(self.id, self.settings.optimizer, dict(self.settings.hypers),
-                         self.values.copy(), self.step, copy.deepcopy(self.optimizer_state),
-                         self.status, self.message)
+        st = self.settings
+        return EngineRun(self.id, st.optimizer, dict(st.hypers), self.values.copy(), self.step,
+                         copy.deepcopy(self.optimizer_state), self.status, self.message,
+                         st.schedule, st.clip_norm)
 
 
 class RunSet:
@@ -218,8 +233,10 @@ class RunSet:
             self.selection_changed.emit(run_id)
 
     def update_settings(self, run_id: int, **changes: Any) -> None:
-        """Label, colour, visibility, optimizer or hyperparameters of one run."""
+        """Label, colour, visibility, optimizer, hyperparameters, schedule or clip of one run."""
         run = self.get(run_id)
+        if "clip_norm" in changes:
+            changes["clip_norm"] = check_clip_norm(changes["clip_norm"])
         for key, value in changes.items():
             setattr(run.settings, key, value)
         if "optimizer" in changes:

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from .history import ColumnLayout
+from .schedules import Schedule
 from .status import Status
 
 
@@ -32,6 +33,8 @@ class EngineRun:
     state: RowState | None = None
     status: Status = Status.IDLE
     message: str = ""
+    schedule: Schedule = field(default_factory=Schedule)
+    clip_norm: float | None = None
 
 
 @dataclass

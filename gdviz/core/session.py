@@ -46,6 +46,7 @@ from .limits import MAX_ELEMENTS, MAX_HISTORY_VALUES, MAX_RUNS, MAX_SEED, MAX_ST
 from .optimizers import OPTIMIZERS, normalize_hypers
 from .params import DEFAULT_LOSS, ParamSpec
 from .records import RowState
+from .schedules import Schedule, check_clip_norm
 from .status import Status
 
 if TYPE_CHECKING:
@@ -81,11 +82,14 @@ class RunRecord:
     optimizer_state: RowState | None = None
     history: np.ndarray | None = None      # rows of (step, loss, params..., grads...)
     history_columns: list[str] | None = None
+    schedule: Schedule = field(default_factory=Schedule)
+    clip_norm: float | None = None
 
     def fresh(self) -> "RunRecord":
         """The same settings, back at the start."""
         return RunRecord(self.optimizer, dict(self.hypers), self.label, self.color,
-                         self.visible, self.start)
+                         self.visible, self.start, schedule=self.schedule,
+                         clip_norm=self.clip_norm)
 
 
 @dataclass
@@ -198,6 +202,10 @@ def _parse_int(text: str) -> int | float:
 
 def _run_dict(run: RunRecord, include_history: bool) -> dict[str, Any]:
     data: dict[str, Any] = {"optimizer": {"name": run.optimizer, **run.hypers}}
+    if not run.schedule.is_constant:
+        data["schedule"] = run.schedule.to_dict()
+    if run.clip_norm is not None:
+        data["clip_norm"] = run.clip_norm
     if run.label:
         data["label"] = run.label
     if run.color:
@@ -226,8 +234,12 @@ def _run_dict(run: RunRecord, include_history: bool) -> dict[str, Any]:
 # --- reading, field by field --------------------------------------------------------------
 
 _TOP = {"format", "version", "name", "description", "function", "loss", "params", "optimizer",
-        "steps", "tol", "seed", "device", "landscape", "state", "history", "runs", "selected"}
-_RUN = {"optimizer", "label", "color", "visible", "start", "state", "history"}
+        "steps", "tol", "seed", "device", "landscape", "state", "history", "runs", "selected",
+        "schedule", "clip_norm"}
+_RUN = {"optimizer", "label", "color", "visible", "start", "state", "history", "schedule",
+        "clip_norm"}
+#: what a version 1 file or a preset holds at the top level for its one run
+_LEGACY_RUN = ("optimizer", "state", "history", "schedule", "clip_norm")
 
 
 class _Reader:
@@ -266,7 +278,7 @@ class _Reader:
         s.device = check_device(text_field(data.get("device"), "device", "auto", 20), "device")
         s.landscape = self.landscape(data.get("landscape"))
         if "runs" in data:
-            for old in ("optimizer", "state", "history"):
+            for old in _LEGACY_RUN:
                 if old in data:
                     raise SessionError("belongs inside a run when the session has 'runs'", old)
             runs = data["runs"]
@@ -276,7 +288,7 @@ class _Reader:
                 raise SessionError(f"{len(runs)} runs; the limit is {MAX_RUNS}", "runs")
             s.runs = [self.run(r, f"runs[{i}]") for i, r in enumerate(runs)]
         else:  # version 1 and presets: one run at the top level
-            s.runs = [self.run({k: data[k] for k in ("optimizer", "state", "history") if k in data},
+            s.runs = [self.run({k: data[k] for k in _LEGACY_RUN if k in data},
                                "", legacy=True)]
         selected = data.get("selected", 0)
         if not _is_int(selected) or not 0 <= selected < len(s.runs):
@@ -335,6 +347,8 @@ class _Reader:
         r = RunRecord()
         r.optimizer, r.hypers = self.optimizer(data.get("optimizer", {"name": "sgd"}),
                                                prefix + "optimizer")
+        r.schedule = self.schedule(data.get("schedule"), prefix + "schedule")
+        r.clip_norm = self.clip_norm(data.get("clip_norm"), prefix + "clip_norm")
         r.label = text_field(data.get("label"), prefix + "label", "", 200)
         r.color = text_field(data.get("color"), prefix + "color", "", 20)
         if r.color and not _COLOR.match(r.color):
@@ -370,6 +384,20 @@ class _Reader:
                                f"{', '.join(OPTIMIZERS)}", where + ".name")
         try:
             return name, normalize_hypers(name, value)
+        except GdvizError as exc:
+            raise SessionError(str(exc), where) from None
+
+    def schedule(self, value: Any, where: str) -> Schedule:
+        value = {k: jsonsafe.huge_as_inf(v) for k, v in value.items()} \
+            if isinstance(value, dict) else value
+        try:
+            return Schedule.from_dict(value)
+        except (GdvizError, TypeError) as exc:
+            raise SessionError(str(exc), where) from None
+
+    def clip_norm(self, value: Any, where: str) -> float | None:
+        try:
+            return check_clip_norm(jsonsafe.huge_as_inf(value))
         except GdvizError as exc:
             raise SessionError(str(exc), where) from None
 
@@ -666,7 +694,8 @@ def apply_overrides(session: Session, *, function: str | None = None, loss: str 
                     device: str | None = None, steps: int | None = None,
                     tol: float | None | str = "keep", optimizer: str | None = None,
                     hypers: Mapping[str, Any] | None = None, run_index: int | None = None,
-                    landscape: dict | None | str = "keep") -> Session:
+                    landscape: dict | None | str = "keep", schedule: Schedule | None = None,
+                    clip_norm: float | None | str = "keep") -> Session:
     """A new session with these changes, applied the same way for the command line and the
     window: a new function, loss, initial values or seed restarts every run; a new optimizer
     keeps a run's point and starts its optimizer state fresh (a state saved for momentum
@@ -706,6 +735,10 @@ def apply_overrides(session: Session, *, function: str | None = None, loss: str 
             r.optimizer, r.hypers, r.optimizer_state = optimizer, normalize_hypers(optimizer, kept), None
         if hypers:
             r.hypers = normalize_hypers(r.optimizer, {**r.hypers, **hypers})
+        if schedule is not None:
+            r.schedule = schedule
+        if clip_norm != "keep":
+            r.clip_norm = check_clip_norm(clip_norm)
     return s
 
 
@@ -724,7 +757,8 @@ def build_runset(session: Session, layout: ColumnLayout, initial: np.ndarray) ->
                                     "saved point with a fresh optimizer state")
         start = None if record.start is None else _flat(layout, record.start, initial)
         run = runset.add(RunSettings(record.optimizer, dict(record.hypers), record.label,
-                                     record.color, record.visible, start), announce=False)
+                                     record.color, record.visible, start, record.schedule,
+                                     record.clip_norm), announce=False)
         if record.values is not None:
             run.values = _flat(layout, record.values, initial)
             run.step, run.status, run.message = record.step, record.status, record.message
@@ -748,7 +782,8 @@ def session_from_runset(base: Session, runset: "RunSet", include_history: bool =
     for run in runset:
         st = run.settings
         record = RunRecord(st.optimizer, dict(st.hypers), st.label, st.color, st.visible,
-                           None if st.start is None else layout.unflatten(np.asarray(st.start)))
+                           None if st.start is None else layout.unflatten(np.asarray(st.start)),
+                           schedule=st.schedule, clip_norm=st.clip_norm)
         if run.step or run.status != Status.IDLE:
             record.step, record.values = run.step, layout.unflatten(run.values)
             record.status = Status.PAUSED if run.status == Status.RUNNING else run.status

@@ -101,7 +101,7 @@ class Simulation:
         if not arrays:
             return run_summary(run, ColumnLayout({}, ()), self.problem.loss_summed,
                                str(self.device), self.runset.steps, self.engine.elapsed_s,
-                               self.engine.executed, np.zeros(0))
+                               self.engine.executed, np.zeros(0), arrays=False)
         return run_summary(run, self.problem.layout, self.problem.loss_summed, str(self.device),
                            self.runset.steps, self.engine.elapsed_s, self.engine.executed,
                            self.gradient_at(run))

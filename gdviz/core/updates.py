@@ -22,11 +22,14 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
+import math
+
 import numpy as np
 import torch
 
 from .optimizers import normalize_hypers
 from .records import RowState
+from .schedules import Schedule, rates
 
 Tensors = dict[str, torch.Tensor]
 
@@ -67,11 +70,19 @@ class UpdateGroup:
 
     ``shapes`` are the trainable parameters' shapes without the run dimension.
     ``states`` gives each row's saved state (None: fresh).
+
+    A row may have a learning-rate schedule, evaluated at the row's run step (``run_steps``,
+    counted over ``total`` steps) before each update, and a gradient clip: the row's
+    gradient scaled to at most ``clip_norms[row]`` in norm first, as
+    torch.nn.utils.clip_grad_norm_ does.
     """
 
     def __init__(self, optimizer: str, hypers: Sequence[Mapping[str, Any]],
                  shapes: Mapping[str, tuple[int, ...]], device: torch.device,
-                 states: Sequence[RowState | None] | None = None):
+                 states: Sequence[RowState | None] | None = None,
+                 schedules: Sequence[Schedule] | None = None,
+                 clip_norms: Sequence[float | None] | None = None,
+                 run_steps: Sequence[int] | None = None, total: int = 1):
         self.optimizer = optimizer
         self.hypers = [normalize_hypers(optimizer, h) for h in hypers]
         self.rule = rule_of(optimizer, self.hypers[0])
@@ -90,6 +101,11 @@ class UpdateGroup:
         for r, saved in enumerate(states):
             if saved is not None:
                 self.steps[r] = saved.step
+        self.schedules = list(schedules or [Schedule()] * self.rows)
+        self.clip_norms = list(clip_norms or [None] * self.rows)
+        self.run_steps = np.asarray(run_steps if run_steps is not None else self.steps,
+                                    dtype=np.int64).copy()
+        self.total = int(total)
         self._constants: dict[tuple[str, int], torch.Tensor] = {}
         self._build_constants()
 
@@ -122,6 +138,18 @@ class UpdateGroup:
                          if len(v) == 1 or (v == v[0]).all()}
         self._steps_uniform: bool | None = None
         self._nesterov = [bool(row.get("nesterov", False)) for row in self.hypers]
+        # rows by schedule, so that a set of runs sharing one costs one vectorized call
+        plans: dict[Schedule, list[int]] = {}
+        for r, schedule in enumerate(self.schedules):
+            plans.setdefault(schedule, []).append(r)
+        self._plans = [] if all(s.is_constant for s in plans) else \
+            [(schedule, np.array(rows)) for schedule, rows in plans.items()]
+        self._base_lr = h["lr"].copy()
+        clips = [math.inf if c is None else float(c) for c in self.clip_norms]
+        self._clip: float | torch.Tensor | None = None
+        if any(math.isfinite(c) for c in clips):
+            self._clip = clips[0] if len(set(clips)) == 1 else torch.as_tensor(
+                clips, dtype=torch.float32, device=self.device)
 
     def const(self, key: str, rank: int) -> torch.Tensor:
         """Hyperparameter ``key`` shaped to broadcast over a parameter of ``rank`` dims."""
@@ -168,18 +196,22 @@ class UpdateGroup:
         group.hypers = [self.hypers[r] for r in rows]
         group.rows = len(group.hypers)
         group.steps = self.steps[list(rows)].copy()
+        group.run_steps = self.run_steps[list(rows)].copy()
+        group.schedules = [self.schedules[r] for r in rows]
+        group.clip_norms = [self.clip_norms[r] for r in rows]
+        group.total = self.total
         group.state = {k: {n: t.index_select(0, index) for n, t in per.items()}
                        for k, per in self.state.items()}
         group._build_constants()
         return group
 
-    def snapshot(self) -> tuple[np.ndarray, dict[str, Tensors]]:
+    def snapshot(self) -> tuple[np.ndarray, np.ndarray, dict[str, Tensors]]:
         """What :meth:`restore` needs to put the group back (references, not copies)."""
-        return self.steps.copy(), {k: dict(v) for k, v in self.state.items()}
+        return self.steps.copy(), self.run_steps.copy(), {k: dict(v) for k, v in self.state.items()}
 
-    def restore(self, snapshot: tuple[np.ndarray, dict[str, Tensors]]) -> None:
-        self.steps, state = snapshot
-        self.steps = self.steps.copy()
+    def restore(self, snapshot: tuple[np.ndarray, np.ndarray, dict[str, Tensors]]) -> None:
+        steps, run_steps, state = snapshot
+        self.steps, self.run_steps = steps.copy(), run_steps.copy()
         self._steps_uniform = None
         self.state = {k: dict(v) for k, v in state.items()}
 
@@ -201,10 +233,49 @@ class UpdateGroup:
             self._steps_uniform = bool(len(self.steps) == 1 or (self.steps == self.steps[0]).all())
         return self._steps_uniform
 
+    def lr_now(self) -> np.ndarray:
+        """Each row's learning rate for its next update (its schedule at its run step)."""
+        if not self._plans:
+            return self._base_lr.copy()
+        out = np.empty(self.rows)
+        for schedule, rows in self._plans:
+            out[rows] = rates(schedule, self._base_lr[rows], self.run_steps[rows], self.total)
+        return out
+
+    def _set_lr(self, lrs: np.ndarray) -> None:
+        """This step's rates in place of the base rates (torch's schedulers set
+        param_group['lr'] the same way, between steps)."""
+        values = {"lr": lrs, "-lr": -lrs}
+        if self.optimizer == "adamw":
+            values["1-lr*wd"] = 1.0 - lrs * self._values["weight_decay"]
+        for key, v in values.items():
+            self._values[key] = v
+            if (v == v[0]).all():
+                self._uniform[key] = float(np.float32(v[0]))
+            else:
+                self._uniform.pop(key, None)
+        self._constants = {k: t for k, t in self._constants.items() if k[0] not in values}
+
+    def clipped(self, grads: Tensors) -> Tensors:
+        """The gradients scaled as clip_grad_norm_ scales them: by max_norm / (norm + 1e-6)
+        where that is below 1, the norm taken over all of a row's parameters."""
+        if self._clip is None:
+            return grads
+        squares = [torch.linalg.vector_norm(g.reshape(g.shape[0], -1), dim=1)
+                   for g in grads.values()]
+        norm = squares[0] if len(squares) == 1 else torch.linalg.vector_norm(
+            torch.stack(squares, dim=1), dim=1)
+        coef = torch.clamp(self._clip / (norm + 1e-6), max=1.0)
+        return {n: g * coef.reshape((-1,) + (1,) * (g.dim() - 1)) for n, g in grads.items()}
+
     def step(self, params: Tensors, grads: Tensors) -> Tensors:
         """One update of every row: new parameter tensors (the old ones are left as they
         were) and new state."""
+        if self._plans:
+            self._set_lr(self.lr_now())
+        grads = self.clipped(grads)
         self.steps += 1
+        self.run_steps += 1
         rule = self.rule
         if rule in ("sgd", "momentum"):
             return self._sgd(params, grads)
@@ -283,7 +354,7 @@ class UpdateGroup:
             # Every row alike: torch's own arithmetic, in Python floats (double precision).
             step = float(self.steps[0])
             h = self.hypers[0]
-            neg_step_size = float(np.float32(-(h["lr"] / (1.0 - h["beta1"] ** step))))
+            neg_step_size = float(np.float32(-(self._values["lr"][0] / (1.0 - h["beta1"] ** step))))
             bc2_sqrt = float(np.float32((1.0 - h["beta2"] ** step) ** 0.5))
         else:
             steps = self.steps.astype(np.float64)
