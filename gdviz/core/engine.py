@@ -64,8 +64,7 @@ class Engine:
         slices = self.layout.param_slices
         self._grad_slices = self.layout.grad_slices
         self._grad_sizes = [sl.stop - sl.start for sl in self._grad_slices.values()]
-        self._trainable_cols = np.concatenate(
-            [np.arange(slices[n].start, slices[n].stop) for n in problem.trainable])
+        self._trainable_cols = self.layout.trainable_columns
         frozen = [n for n in problem.names if n in problem.frozen]
         self._frozen_cols = np.concatenate(
             [np.arange(slices[n].start, slices[n].stop) for n in frozen] or [np.zeros(0, int)])

@@ -88,6 +88,13 @@ class ColumnLayout:
     def grad_slices(self) -> dict[str, slice]:
         return self.slices(self.trainable)
 
+    @property
+    def trainable_columns(self) -> np.ndarray:
+        """Where each trainable element sits in a full row, in the gradient's order."""
+        slices = self.param_slices
+        return np.concatenate([np.arange(slices[n].start, slices[n].stop, dtype=np.int64)
+                               for n in self.trainable] or [np.zeros(0, np.int64)])
+
     def trainable_axes(self, limit: int | None = None) -> list[tuple[str, int]]:
         """The trainable elements as (column name, index in a flat parameter row): the
         axes of a landscape or of the parameters plot (the first ``limit`` of them)."""

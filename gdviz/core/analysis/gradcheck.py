@@ -115,7 +115,7 @@ def check_gradients(problem: Problem, point: np.ndarray | None = None, step: flo
     gap, gap10 = np.abs(right - left), np.abs(right10 - left10)
     # smooth: the one-sided gap shrinks with the step (about h * |f''|); a kink keeps it
     kink = (gap10 > 1e-4 * scale + 10 * noise) & (gap10 > 0.5 * gap)
-    grad_cols = {c: k for k, c in enumerate(_trainable_columns(problem))}
+    grad_cols = {c: k for k, c in enumerate(problem.layout.trainable_columns)}
     names = _owner(problem, limit)
     elements = []
     for k, col in enumerate(columns):
@@ -129,11 +129,6 @@ def check_gradients(problem: Problem, point: np.ndarray | None = None, step: flo
             bool(kink[k]), TOLERANCE + float(noise[k]) / denom))
     total = sum(int(np.prod(layout.shapes[n])) for n in problem.trainable)
     return GradCheck(elements, total, step)
-
-
-def _trainable_columns(problem: Problem) -> np.ndarray:
-    slices = problem.layout.param_slices
-    return np.concatenate([np.arange(slices[n].start, slices[n].stop) for n in problem.trainable])
 
 
 def _chosen_columns(problem: Problem, limit: int) -> np.ndarray:
@@ -160,7 +155,7 @@ def _autograd(problem: Problem, row: np.ndarray) -> np.ndarray:
               for n, v in problem.layout.unflatten(row).items()}
     _, loss = problem.forward(values)
     if not loss.requires_grad:
-        return np.zeros(len(_trainable_columns(problem)))
+        return np.zeros(len(problem.layout.trainable_columns))
     grads = torch.autograd.grad(loss, [values[n] for n in problem.trainable], allow_unused=True,
                                 materialize_grads=True)
     return np.concatenate([g.detach().reshape(-1).numpy() for g in grads])
