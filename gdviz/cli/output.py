@@ -120,11 +120,14 @@ def tensor_text(value: Any, indent: int = 0) -> str:
 
 
 def readable_summary(summary: dict[str, Any], sim: Simulation, run) -> str:
-    opt = summary["optimizer"]
     rate = summary["steps_per_s"] or 0
-    lines = [f"{summary['status']} after {summary['steps']} steps on {summary['device']} "
-             f"({opt['name']}, lr {opt['lr']:g}, {rate:,.0f} steps/s)"]
-    if summary["message"]:
+    steps = summary["steps"]
+    lines = [f"{summary['status']} after {steps} step{'s' * (steps != 1)} on "
+             f"{summary['device']} ({run.label}, {rate:,.0f} steps/s)"]
+    if summary["schedule"]["name"] != "constant":
+        lines.append(f"lr now {summary['lr']:.4g}")
+    # a divergence is told once, on stderr, where scripts look for it
+    if summary["message"] and summary["status"] != "diverged":
         lines.append(summary["message"])
     loss = summary["loss"]
     lines.append(f"loss = {loss:.6g}" if loss is not None else "loss = not finite")
