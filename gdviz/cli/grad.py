@@ -11,7 +11,7 @@ import torch
 from ..core import jsonsafe
 from ..core.analysis.gradcheck import GradCheck, check_gradients
 from ..core.device import resolve_device
-from .options import EXIT_OK, add_problem_options, session_from_args
+from .options import EXIT_OK, add_problem_options, save_session, session_from_args
 
 EXIT_CHECK_FAILED = 1
 from .output import tensor_text
@@ -51,7 +51,7 @@ def main(args: argparse.Namespace) -> int:
     if check is not None:
         report["check"] = jsonsafe.plain(check.to_dict())
     if args.save_session:
-        session.save(args.save_session)
+        save_session(session, args)
     status = EXIT_OK if check is None or check.passed else EXIT_CHECK_FAILED
     if args.json:
         print(json.dumps(report))

@@ -10,6 +10,7 @@ import argparse
 import shlex
 import sys
 from dataclasses import replace
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -87,9 +88,19 @@ def add_problem_options(p: argparse.ArgumentParser, save: bool = True) -> None:
                    "(default 0)")
     g.add_argument("--preset", help="start from a bundled example (see gdviz presets)")
     g.add_argument("--session", metavar="FILE", help="start from a session file (.gdviz.json)")
+    d = p.add_argument_group("data")
+    d.add_argument("--data", metavar="FILE.csv", help="fit to data: a CSV file with a header "
+                   "row; its columns are variables of the function and the loss (a column y "
+                   "is y_data: y is the function's value)")
+    d.add_argument("--dataset", metavar="NAME", help="a bundled dataset instead of a file "
+                   "(see gdviz presets)")
+    d.add_argument("--batch-size", type=int, help="rows per mini-batch, shuffled each epoch "
+                   "from --seed (default: the whole data every step)")
     if save:
         g.add_argument("--save-session", metavar="FILE", help="write the settings (and where "
                        "the runs ended) to a session file")
+        d.add_argument("--embed-data", action="store_true", help="with --save-session, write "
+                       "the data into the session instead of the data file's path")
     g.add_argument("--device", choices=DEVICE_CHOICES + ("cuda:0",), help="auto (CUDA when "
                    "there is one), cpu or cuda")
 
@@ -175,6 +186,7 @@ def session_from_args(args: argparse.Namespace, optimizer_flags: bool = True) ->
 
     overrides: dict[str, Any] = {"function": args.function, "loss": args.loss,
                                  "params": params, "seed": args.seed, "device": args.device}
+    overrides.update(data_overrides(args))
     if getattr(args, "steps", None) is not None:
         overrides["steps"] = args.steps
     if getattr(args, "tol", None) is not None:
@@ -188,6 +200,33 @@ def session_from_args(args: argparse.Namespace, optimizer_flags: bool = True) ->
     except SessionError as exc:
         raise GdvizError(f"--{(exc.field or '').replace('_', '-')}: "
                          f"{str(exc).split(': ', 1)[-1]}") from None
+
+
+def data_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """--data, --dataset and --batch-size; the data is read now, so a bad file is an error
+    before anything runs."""
+    from ..core.data import load_bundled, read_csv
+    from ..core.session import DataSource
+
+    out: dict[str, Any] = {}
+    if args.data and args.dataset:
+        raise GdvizError("use either --data or --dataset, not both")
+    if args.data:
+        read_csv(args.data)
+        out["data"] = DataSource(path=str(Path(args.data).resolve()))
+    elif args.dataset:
+        load_bundled(args.dataset)
+        out["data"] = DataSource(dataset=args.dataset)
+    if args.batch_size is not None:
+        if args.batch_size < 1:
+            raise GdvizError("--batch-size must be at least 1")
+        out["batch_size"] = args.batch_size
+    return out
+
+
+def save_session(session: Session, args: argparse.Namespace) -> None:
+    """--save-session, with --embed-data when given."""
+    session.save(args.save_session, embed_data=getattr(args, "embed_data", False))
 
 
 def optimizer_overrides(args: argparse.Namespace, current: str) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from ..core.simulation import Simulation
 from ..core.status import Status
 from .options import (EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_OK, add_limit_options,
                       add_problem_options, parse_run_spec, parse_sweep, records_for,
-                      session_from_args)
+                      save_session, session_from_args)
 from .output import Progress, add_figure_options, figure_requests, shown_path, write_figures
 from .run import use_one_thread_for_small
 
@@ -61,7 +61,7 @@ def main(args: argparse.Namespace) -> int:
     if not sim.interrupted:  # Ctrl-C: the user wants to stop; drawing could take minutes
         write_figures(args, plots, sim)
     if args.save_session:
-        sim.snapshot().save(args.save_session)
+        save_session(sim.snapshot(), args)
     if args.json:
         runs = []
         for run, row in zip(sim.runset, board):

@@ -19,7 +19,8 @@ from ..core.history import History
 from ..core.simulation import Simulation
 from ..core.status import Status
 from .options import (EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_OK, add_limit_options,
-                      add_optimizer_options, add_problem_options, session_from_args)
+                      add_optimizer_options, add_problem_options, save_session,
+                      session_from_args)
 from .output import (Progress, add_figure_options, figure_requests, readable_summary,
                      shown_path, write_figures)
 
@@ -78,7 +79,7 @@ def main(args: argparse.Namespace) -> int:
         saved = sim.snapshot()
         runs = list(session.runs)
         runs[session.selected] = saved.runs[0]
-        saved.with_changes(runs=runs, selected=session.selected).save(args.save_session)
+        save_session(saved.with_changes(runs=runs, selected=session.selected), args)
     if args.json:
         print(json.dumps(summary))
     else:

@@ -24,11 +24,12 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 import torch
 
+from .batches import BatchSampler
 from .errors import GdvizError
 from .optimizers import normalize_hypers
 from .problem import Problem
@@ -59,6 +60,15 @@ class Engine:
         self.elapsed_s = 0.0
         self.executed = 0  # steps computed, including any rolled back at a stop
         self._loss_fn = problem.batched_loss()
+        # data: the full columns on the device once; mini-batches are index_select'ed from
+        # them by indices that depend only on the seed and the step (see batches.py)
+        self._data = problem.data_on(self.device)
+        self._sampler: BatchSampler | None = None
+        if problem.batch_size is not None:
+            self._sampler = BatchSampler(problem.data_rows, problem.batch_size, problem.seed,
+                                         self.device)
+            self._batch_fns = {shared: problem.batched_loss(problem.batch_size, not shared)
+                               for shared in (True, False)}
         # where each parameter sits in a full row, in the trainable flat row (the gradient's
         # layout) and in the frozen flat row
         slices = self.layout.param_slices
@@ -159,7 +169,7 @@ class Engine:
         flat = torch.as_tensor(row[:, self._trainable_cols], dtype=torch.float32, device=self.device)
         frozen = torch.as_tensor(row[:, self._frozen_cols], dtype=torch.float32, device=self.device)
         with torch.no_grad():
-            return float(self._loss_fn(self._views(flat, frozen))[0])
+            return float(self._loss_fn({**self._views(flat, frozen), **self._data})[0])
 
     # --- stepping -----------------------------------------------------------------------
 
@@ -299,17 +309,50 @@ class Engine:
             env[n] = frozen[:, sl].view((rows,) + shapes[n])
         return env
 
-    def _evaluate(self, flat: torch.Tensor, frozen: torch.Tensor,
-                  seed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The loss of every run and its gradient (flat), in one forward and one backward."""
+    def _env(self, flat: torch.Tensor, frozen: torch.Tensor, steps: np.ndarray | None,
+             shared: bool) -> tuple[dict[str, torch.Tensor], Callable]:
+        """The forward pass's inputs and loss function: the parameters, and the data (the
+        full columns, or each row's mini-batch of step ``steps[row]``; one batch for all
+        rows when they are at the same step, ``shared``)."""
+        env = self._views(flat, frozen)
+        sampler = self._sampler
+        if sampler is None or steps is None:
+            env.update(self._data)
+            return env, self._loss_fn
+        if shared:
+            idx = sampler.indices(int(steps[0]))
+            env.update({n: col.index_select(0, idx) for n, col in self._data.items()})
+        else:
+            idx = torch.stack([sampler.indices(int(s)) for s in steps])
+            env.update({n: col[idx] for n, col in self._data.items()})
+        return env, self._batch_fns[shared]
+
+    def _evaluate(self, flat: torch.Tensor, frozen: torch.Tensor, seed: torch.Tensor,
+                  steps: np.ndarray | None = None, shared: bool = True
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The loss of every run and its gradient (flat), in one forward and one backward,
+        on the data of step ``steps[row]`` for each row."""
         flat.requires_grad_()
-        loss = self._loss_fn(self._views(flat, frozen))
+        env, fn = self._env(flat, frozen, steps, shared)
+        loss = fn(env)
         if loss.requires_grad:
             _backward(loss, seed)
         grad = flat.grad if flat.grad is not None else torch.zeros_like(flat)
         flat.grad = None
         flat.requires_grad_(False)
         return loss.detach(), grad
+
+    def _epoch_loss(self, packed: "_Packed", flat: torch.Tensor, steps: np.ndarray,
+                    out: list) -> None:
+        """With mini-batches, the full data's loss at each row that starts an epoch."""
+        sampler = self._sampler
+        if sampler is None:
+            return
+        hit = steps % sampler.per_epoch == 0
+        if hit.any():
+            with torch.no_grad():
+                env = {**self._views(flat.detach(), packed.frozen), **self._data}
+                out.append((steps.copy(), hit, self._loss_fn(env)))
 
     def _update(self, packed: "_Packed", flat: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
         if len(packed.groups) == 1:
@@ -325,7 +368,9 @@ class Engine:
         batch = EngineBatch(elapsed_s=self.elapsed_s)
         if packed is None or packed.loss is not None:
             return batch
-        packed.loss, packed.grad = self._evaluate(packed.flat, packed.frozen, packed.seed)
+        packed.loss, packed.grad = self._evaluate(packed.flat, packed.frozen, packed.seed,
+                                                  packed.base, packed.shared)
+        self._epoch_loss(packed, packed.flat, packed.base, packed.epochs)
         rec = self._rows(packed, [packed.loss], [packed.flat], [packed.grad])
         self._settle(packed, batch, rec, n=0, snapshot=None)
         batch.runs = batch.ended  # the others have nothing to report yet
@@ -336,10 +381,15 @@ class Engine:
         snapshot = (packed.flat, [g.snapshot() for g, _, _ in packed.groups])
         flat, grad, frozen, seed = packed.flat, packed.grad, packed.frozen, packed.seed
         losses, flats, grads = [packed.loss], [flat], [grad]
+        epochs, packed.epochs = packed.epochs, []
+        base, shared, sampler = packed.base, packed.shared, self._sampler
         count = 0
         while count < limit:
             flat = self._update(packed, flat, grad)
-            loss, grad = self._evaluate(flat, frozen, seed)
+            steps = base + (count + 1) if sampler is not None else None
+            loss, grad = self._evaluate(flat, frozen, seed, steps, shared)
+            if sampler is not None:
+                self._epoch_loss(packed, flat, steps, epochs)
             losses.append(loss)
             flats.append(flat)
             grads.append(grad)
@@ -350,6 +400,7 @@ class Engine:
         self.executed += count
         batch = EngineBatch(steps_done=count)
         rec = self._rows(packed, losses, flats, grads)
+        rec.epochs = epochs
         self._settle(packed, batch, rec, n=count, snapshot=snapshot, rec_grads=grads)
         self.elapsed_s += time.perf_counter() - started
         batch.elapsed_s = self.elapsed_s
@@ -408,13 +459,18 @@ class Engine:
             if outcome[pos][1] < n:
                 replay[pos] = outcome[pos][1]
         states = self._replay(packed, snapshot, replay, rec_grads) if replay else {}
+        epochs = [(steps, hit, values.to(torch.float64).cpu().numpy())
+                  for steps, hit, values in rec.epochs]
         for pos, run_id in enumerate(packed.ids):
             base = int(packed.base[pos])
+            last = base + (outcome[pos][1] if pos in outcome else n)
+            marks = [(int(steps[pos]), float(values[pos])) for steps, hit, values in epochs
+                     if hit[pos] and steps[pos] <= last]
             if pos not in outcome:
                 shown = n  # rows 0..n-1; the current point's row opens the next batch
                 batch.runs[run_id] = RunProgress(
                     rec.rows(base, shown, pos), base + n, rec.params_at(n, pos),
-                    float(loss[n, pos]), rec.grad_at(n, pos), Status.RUNNING)
+                    float(loss[n, pos]), rec.grad_at(n, pos), Status.RUNNING, epochs=marks)
                 continue
             status, at, message = outcome[pos]
             # A stopped run's last row is the point it rests on, except at the step limit,
@@ -423,7 +479,7 @@ class Engine:
             values = rec.params_at(at, pos)
             batch.runs[run_id] = RunProgress(
                 rec.rows(base, shown, pos), base + at, values, float(loss[at, pos]),
-                rec.grad_at(at, pos), status, message)
+                rec.grad_at(at, pos), status, message, epochs=marks)
             run = self.runs[run_id]
             run.values, run.step, run.status, run.message = values.copy(), base + at, status, message
             state = states[pos] if pos in replay else self._state_now(packed, pos)
@@ -523,6 +579,13 @@ class _Packed:
     loss: torch.Tensor | None = None      # the current point's loss and gradient, once known
     grad: torch.Tensor | None = None
     seed: torch.Tensor | None = None      # ones, one per row: backward's seed gradient
+    #: full-data losses at epoch starts not reported yet: (steps, which rows, losses)
+    epochs: list = field(default_factory=list)
+
+    @property
+    def shared(self) -> bool:
+        """Every row is at the same step (so they share one mini-batch)."""
+        return bool((self.base == self.base[0]).all())
 
     def group_at(self, pos: int) -> tuple[UpdateGroup, int]:
         for group, a, b in self.groups:
@@ -540,6 +603,7 @@ class _Records:
 
     def __init__(self, loss, finite, params, grads, engine, packed, flats, grad_tensors):
         self.loss, self.finite, self.params, self.grads = loss, finite, params, grads
+        self.epochs: list = []
         self._engine, self._packed, self._flats, self._grads = engine, packed, flats, grad_tensors
 
     def params_at(self, t: int, pos: int) -> np.ndarray:

@@ -87,6 +87,41 @@ def _huberish(a, b, delta=1.0):
     return torch.where(d <= delta, 0.5 * d**2, delta * (d - 0.5 * delta))
 
 
+def _bce(p, t):
+    """torch's binary_cross_entropy, elementwise: each log clamped at -100 so that p = 0 or
+    1 stays finite. Written out so that it never raises: p outside [0, 1] gives NaN (the
+    run stops, "outside the function's domain"), and the inner where()s keep the gradient
+    finite where a log is clamped."""
+    p = _t(p)
+    inside_lo, inside_hi = p > 0, p < 1
+    log_p = torch.where(inside_lo, torch.log(torch.where(inside_lo, p, 1.0)), -100.0)
+    log_q = torch.where(inside_hi, torch.log1p(-torch.where(inside_hi, p, 0.0)), -100.0)
+    outside = torch.where((p < 0) | (p > 1), torch.nan, 0.0)
+    return -(t * log_p.clamp(min=-100.0) + (1 - t) * log_q.clamp(min=-100.0)) + outside
+
+
+def _bce_logits(z, t):
+    # binary_cross_entropy_with_logits, stably: log(1 + exp(z)) - t*z
+    z = _t(z)
+    return torch.nn.functional.softplus(z) - t * z
+
+
+def _stack(*xs):
+    """The arguments side by side along a new last dimension (broadcast to one shape)."""
+    return torch.stack(torch.broadcast_tensors(*[_t(x) for x in xs]), dim=-1)
+
+
+def _matmul(a, b):
+    if not isinstance(a, torch.Tensor) or not isinstance(b, torch.Tensor) \
+            or a.dim() == 0 or b.dim() == 0:
+        raise ValueError("@ multiplies vectors and matrices; use * for a number")
+    return torch.matmul(a, b)
+
+
+def _no_matmul_of_numbers(a, b):
+    raise ValueError("@ multiplies vectors and matrices; use * for numbers")
+
+
 def _mean_of(pointwise: Callable[..., Any]) -> Callable[..., torch.Tensor]:
     return lambda *args: torch.mean(_t(pointwise(*args)))
 
@@ -139,6 +174,13 @@ FUNCTIONS: dict[str, FunctionSpec] = {
     "huber": FunctionSpec(_mean_of(_huberish), 2, 3,
                           "huber(a, b, delta): quadratic near 0, linear beyond",
                           pointwise=_huberish),
+    "bce": FunctionSpec(_mean_of(_bce), 2, 2, "binary cross-entropy bce(p, t) of "
+                        "probabilities p and targets t (mean)", pointwise=_bce),
+    "bce_logits": FunctionSpec(_mean_of(_bce_logits), 2, 2, "binary cross-entropy of "
+                               "logits: bce_logits(z, t) = bce(sigmoid(z), t), stably",
+                               pointwise=_bce_logits),
+    "stack": FunctionSpec(_stack, 1, 16, "stack(a, b, ...): side by side along a new last "
+                          "dimension, e.g. stack(x1, x2) @ W"),
 }
 
 # symbol, the function on tensors, the function on plain numbers (constant folding)
@@ -149,6 +191,7 @@ _BINOPS: dict[type, tuple[str, Callable[[Any, Any], Any], Callable[[Any, Any], A
     ast.Div: ("/", operator.truediv, operator.truediv),
     ast.Pow: ("**", operator.pow, operator.pow),
     ast.Mod: ("%", _mod, operator.mod),
+    ast.MatMult: ("@", _matmul, _no_matmul_of_numbers),
 }
 
 # Friendly words for constructs people type by habit; anything else gets a generic message.
@@ -379,7 +422,13 @@ class Expression:
             elif ins.kind in ("op", "call"):
                 # the last reduction may drop its dims itself, saving a reshape per call
                 last = i == len(self.program) - 1
-                ops.append((i, _batched_fn(ins, dims, not last) if dep[i] else ins.fn, ins.args))
+                if dep[i] and ins.value in ("@", "stack"):
+                    shaped = [(event[a], dep[a]) for a in ins.args]
+                    fn = (_batched_matmul if ins.value == "@" else _batched_stack)(
+                        shaped, event[i], rank)
+                else:
+                    fn = _batched_fn(ins, dims, not last) if dep[i] else ins.fn
+                ops.append((i, fn, ins.args))
         run = _runner([ins.value if ins.kind == "const" else None for ins in self.program],
                       loads, indexed, ops)
         if dep[-1]:
@@ -434,6 +483,57 @@ def _batched_fn(ins: Instr, dims: tuple[int, ...], keepdim: bool) -> Callable[..
     reduce = spec.reduce
     # no event dims: the unbatched reduction of one number is that number
     return (lambda v: reduce(v, dims, keepdim=keepdim)) if dims else (lambda v: v)
+
+
+def _unpadded(x: torch.Tensor, event: tuple[int, ...], batched: bool, rank: int
+              ) -> torch.Tensor:
+    """A batched value (R, 1, ..., *event) as (R, 1 x rank, *event): padded to ``rank``
+    event dims (0: just (R, *event)). Unbatched values are left as they are."""
+    if not batched:
+        return _t(x)
+    return x.reshape((x.shape[0],) + (1,) * max(0, rank - len(event)) + event)
+
+
+def _batched_matmul(args: list[tuple[tuple[int, ...], bool]], out_event: tuple[int, ...],
+                    rank: int) -> Callable[..., torch.Tensor]:
+    """``a @ b`` on values laid out (R, 1, ..., *event): matmul needs each operand's own
+    dims, so the padding is taken off, the run dim is kept out of matmul's way (a vector
+    becomes a one-row or one-column matrix, a lower-rank matrix gets singleton batch dims)
+    and the result is padded back to ``rank`` event dims."""
+    (ea, da), (eb, db) = args
+    na, nb = len(ea), len(eb)
+
+    def matmul(a, b):
+        n = (a if da else b).shape[0]
+        if na == 1 and nb == 1:
+            out = (_unpadded(a, ea, da, 0) * _unpadded(b, eb, db, 0)).sum(-1)
+        elif nb == 1:   # (..., m, n) @ (n,)
+            col = _unpadded(b, eb, db, na - 1).unsqueeze(-1) if db else b.unsqueeze(-1)
+            out = torch.matmul(_unpadded(a, ea, da, na), col).squeeze(-1)
+        elif na == 1:   # (n,) @ (..., n, k)
+            row = _unpadded(a, ea, da, nb - 1).unsqueeze(-2) if da else a.unsqueeze(-2)
+            out = torch.matmul(row, _unpadded(b, eb, db, nb)).squeeze(-2)
+        else:
+            top = max(na, nb)
+            out = torch.matmul(_unpadded(a, ea, da, top), _unpadded(b, eb, db, top))
+        return out.reshape((n,) + (1,) * (rank - len(out_event)) + out_event)
+
+    return matmul
+
+
+def _batched_stack(args: list[tuple[tuple[int, ...], bool]], out_event: tuple[int, ...],
+                   rank: int) -> Callable[..., torch.Tensor]:
+    """``stack(...)`` on batched values: stacked along a new last dim, the inputs padded to
+    one dim less than the result so that it comes out at ``rank`` event dims."""
+    inner = len(out_event) - 1
+
+    def stack(*xs):
+        n = next(x.shape[0] for x, (_, d) in zip(xs, args) if d)
+        parts = [_unpadded(x, e, d, inner) for x, (e, d) in zip(xs, args)]
+        out = torch.stack(torch.broadcast_tensors(*parts), dim=-1)
+        return out.reshape((n,) + (1,) * (rank - len(out_event)) + out_event)
+
+    return stack
 
 
 def vmap_call(fn: Callable[[dict[str, torch.Tensor]], torch.Tensor],
@@ -609,7 +709,7 @@ class _Compiler:
                 raise self.error("'^' is not a power here; write x**2 for x squared", node)
             if type(node.op) not in _BINOPS:
                 raise self.error(f"the operator in '{self.text(node)}' is not allowed; use "
-                                 "+ - * / ** %", node)
+                                 "+ - * / ** % @", node)
             return [node.left, node.right]
         if isinstance(node, ast.UnaryOp):
             if not isinstance(node.op, (ast.USub, ast.UAdd)):
@@ -686,6 +786,8 @@ class _Compiler:
             value = fn(*[self.program[a].value for a in args])
         except ZeroDivisionError:
             raise self.error(f"'{self.text(node)}' divides by zero", node) from None
+        except ValueError as exc:
+            raise self.error(f"'{self.text(node)}': {exc}", node) from None
         except OverflowError:
             value = math.inf
         if isinstance(value, complex):  # Python gives (-8)**(1/3) as a complex number

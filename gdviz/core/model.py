@@ -108,6 +108,8 @@ class Run:
         self.message = ""
         self.optimizer_state: RowState | None = None
         self.history = History(layout, max_values=history_limit)
+        #: with mini-batches: the full data's loss at each epoch start, as (step, loss)
+        self.epoch_losses: list[tuple[int, float]] = []
 
     @property
     def label(self) -> str:
@@ -215,6 +217,7 @@ class RunSet:
             child.status = Status.FINISHED
         child.history.extend(parent.history.steps, parent.history.loss, parent.history.params,
                              parent.history.grads)
+        child.epoch_losses = list(parent.epoch_losses)
         self.runs_changed.emit()
         return child
 
@@ -254,6 +257,7 @@ class RunSet:
                 run.grad = None
                 run.optimizer_state = None
                 run.history.clear()
+                run.epoch_losses = []
         self.progressed.emit()
 
     def set_limits(self, steps: int | None = None, tol: float | None | str = "keep") -> None:
@@ -297,6 +301,8 @@ class RunSet:
                                   rows.grads[fresh])
             if len(rows):
                 run.history.extend(rows.steps, rows.loss, rows.params, rows.grads)
+            last = run.epoch_losses[-1][0] if run.epoch_losses else -1
+            run.epoch_losses += [mark for mark in progress.epochs if mark[0] > last]
             run.values, run.step, run.loss = progress.current, progress.step, progress.loss
             run.grad, run.status = progress.grad, progress.status
             if progress.status.stopped:

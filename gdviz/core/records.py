@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from .data import Dataset
 from .history import ColumnLayout
 from .schedules import Schedule
 from .status import Status
@@ -62,6 +63,8 @@ class RunProgress:
     grad: np.ndarray        # the gradient there (every trainable element, flat)
     status: Status
     message: str = ""
+    #: with mini-batches: (step, the full data's loss) at each epoch start reached
+    epochs: list[tuple[int, float]] = field(default_factory=list)
 
 
 @dataclass
@@ -91,6 +94,9 @@ class ProblemInfo:
     layout: ColumnLayout
     initial: np.ndarray       # every parameter's initial value, flat
     loss_summed: bool
+    data: Dataset | None = None       # the data fitted (plain numpy columns), if any
+    batch_size: int | None = None     # rows per mini-batch; None: the full data
+    notes: tuple[str, ...] = ()       # what to tell the user about the data
 
     @property
     def shapes(self) -> dict[str, tuple[int, ...]]:

@@ -8,6 +8,7 @@ import numpy as np
 
 from . import jsonsafe
 from .history import ColumnLayout
+from .data import Dataset
 from .model import Run
 from .records import RowState
 from .schedules import rates
@@ -28,7 +29,8 @@ def run_summary(run: Run, layout: ColumnLayout, loss_summed: bool, device: str, 
                 arrays: bool = True) -> dict[str, Any]:
     """status, message, steps, loss, loss_summed, params, grads, device, optimizer, lr
     (the rate the next step uses), schedule, clip_norm, optimizer_state (per state key and
-    parameter, torch's state tensors as nested lists; empty without ``arrays``), elapsed_s, steps_per_s. NaN and infinity are written as null."""
+    parameter, torch's state tensors as nested lists; empty without ``arrays``), elapsed_s,
+    steps_per_s. NaN and infinity are written as null."""
     grad = run.grad if grad is None else grad
     grads = layout.unflatten(grad, grads=True) if grad is not None else {}
     status = run.status.value if run.status.stopped else (
@@ -53,3 +55,14 @@ def run_summary(run: Run, layout: ColumnLayout, loss_summed: bool, device: str, 
         "elapsed_s": round(elapsed_s, 6),
         "steps_per_s": round(executed / elapsed_s, 1) if elapsed_s > 0 else None,
     })
+
+
+def data_summary(data: Dataset | None, batch_size: int | None, step: int) -> dict[str, Any]:
+    """What ``gdviz run --json`` adds for a fit to data: ``data`` (rows, columns,
+    batch_size, source) and ``epochs`` (passes over the data so far)."""
+    if data is None:
+        return {}
+    per_epoch = data.rows // batch_size if batch_size else 1
+    return {"data": {"rows": data.rows, "columns": data.names,
+                     "batch_size": batch_size or data.rows, "source": data.source},
+            "epochs": step / per_epoch}

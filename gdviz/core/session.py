@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import reprlib
 from dataclasses import dataclass, field, replace
@@ -50,6 +51,7 @@ from .schedules import Schedule, check_clip_norm
 from .status import Status
 
 if TYPE_CHECKING:
+    from .data import Dataset
     from .model import RunSet
     from .problem import Problem
 
@@ -92,6 +94,28 @@ class RunRecord:
                          clip_norm=self.clip_norm)
 
 
+@dataclass(frozen=True)
+class DataSource:
+    """Where a session's data comes from: a CSV file, a bundled dataset or columns written
+    into the session itself (small data, when asked for)."""
+
+    path: str | None = None          # absolute once read (a relative path is the file's)
+    dataset: str | None = None
+    columns: dict[str, list[float]] | None = None
+
+    def load(self) -> "Dataset":
+        from .data import from_columns, load_bundled, read_csv
+
+        if self.dataset is not None:
+            return load_bundled(self.dataset)
+        if self.columns is not None:
+            return from_columns(self.columns)
+        return read_csv(self.path or "")
+
+    def describe(self) -> str:
+        return self.dataset or (Path(self.path).name if self.path else "embedded data")
+
+
 @dataclass
 class Session:
     """The problem, the limits shared by its runs, and the runs."""
@@ -106,6 +130,8 @@ class Session:
     landscape: dict[str, list[float]] | None = None
     name: str = ""
     description: str = ""
+    data: DataSource | None = None
+    batch_size: int | None = None    # rows per mini-batch; None: the full data every step
     runs: list[RunRecord] = field(default_factory=lambda: [RunRecord()])
     selected: int = 0
     #: what was not right in the file but could be recovered (printed, shown in the window)
@@ -120,7 +146,12 @@ class Session:
         # torch comes in here, not when sessions are read: the window paints before it loads
         from .problem import Problem
 
-        return Problem(self.function, self.loss, self.params, seed=self.seed)
+        return Problem(self.function, self.loss, self.params, seed=self.seed,
+                       data=self.load_data(), batch_size=self.batch_size)
+
+    def load_data(self) -> "Dataset | None":
+        """The session's data, read now (DataError says what is wrong with it)."""
+        return None if self.data is None else self.data.load()
 
     @property
     def run(self) -> RunRecord:
@@ -129,7 +160,11 @@ class Session:
 
     # --- JSON ---------------------------------------------------------------------------
 
-    def to_dict(self, include_history: bool = True) -> dict[str, Any]:
+    def to_dict(self, include_history: bool = True, relative_to: Path | None = None,
+                embed_data: bool = False) -> dict[str, Any]:
+        """As JSON. A data file's path is written relative to ``relative_to`` (the folder
+        the session is saved in) where it can be; ``embed_data`` writes the columns
+        themselves (small data only, see MAX_EMBEDDED)."""
         data: dict[str, Any] = {"format": FORMAT, "version": VERSION}
         if self.name:
             data["name"] = self.name
@@ -146,13 +181,19 @@ class Session:
         })
         if self.landscape:
             data["landscape"] = self.landscape
+        if self.data is not None:
+            data["data"] = _data_dict(self.data, relative_to, embed_data)
+        if self.batch_size is not None:
+            data["batch_size"] = self.batch_size
         data["runs"] = [_run_dict(r, include_history) for r in self.runs]
         data["selected"] = self.selected
         return jsonsafe.plain(data, nonfinite="text")
 
-    def save(self, path: str | Path, include_history: bool = True) -> None:
+    def save(self, path: str | Path, include_history: bool = True,
+             embed_data: bool = False) -> None:
         """Write atomically as JSON."""
-        text = json.dumps(self.to_dict(include_history), indent=1)
+        folder = Path(path).resolve().parent
+        text = json.dumps(self.to_dict(include_history, folder, embed_data), indent=1)
         with atomic_write(path, "w", encoding="utf-8") as fh:
             fh.write(text + "\n")
 
@@ -169,12 +210,13 @@ class Session:
             raise SessionError(f"no such file: {path}") from None
         except (OSError, UnicodeDecodeError) as exc:
             raise SessionError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
-        return cls.from_dict(parse_json(text, path.name))
+        return cls.from_dict(parse_json(text, path.name), folder=path.resolve().parent)
 
     @classmethod
-    def from_dict(cls, data: Any, preset: bool = False) -> "Session":
-        """Validate a decoded JSON object; ``preset`` files may omit format and version."""
-        return _Reader(preset).session(data)
+    def from_dict(cls, data: Any, preset: bool = False, folder: Path | None = None) -> "Session":
+        """Validate a decoded JSON object; ``preset`` files may omit format and version.
+        A relative data path is taken from ``folder`` (the session file's)."""
+        return _Reader(preset, folder).session(data)
 
 
 def parse_json(text: str, name: str = "the file") -> Any:
@@ -198,6 +240,32 @@ def _parse_int(text: str) -> int | float:
     if len(digits) > 400:
         return -math.inf if text.startswith("-") else math.inf
     return jsonsafe.huge_as_inf(int(text))
+
+
+#: Numbers a session embeds at most (``embed_data``); larger data is referred to by path.
+MAX_EMBEDDED = 1_000_000
+
+
+def _data_dict(source: DataSource, folder: Path | None, embed: bool) -> dict[str, Any]:
+    if source.dataset is not None:
+        return {"dataset": source.dataset}
+    if source.columns is not None or embed:
+        columns = source.columns
+        if columns is None:
+            loaded = source.load()
+            if loaded.rows * len(loaded.columns) > MAX_EMBEDDED:
+                raise GdvizError(f"the data has {loaded.rows * len(loaded.columns):,} numbers; "
+                                 f"a session embeds at most {MAX_EMBEDDED:,} (it keeps the "
+                                 "file's path instead when not asked to embed)")
+            columns = {n: v.tolist() for n, v in loaded.columns.items()}
+        return {"columns": columns}
+    path = Path(source.path or "")
+    if folder is not None and path.is_absolute():
+        try:
+            return {"path": os.path.relpath(path, folder)}
+        except ValueError:  # another drive (Windows)
+            pass
+    return {"path": str(path)}
 
 
 def _run_dict(run: RunRecord, include_history: bool) -> dict[str, Any]:
@@ -235,7 +303,7 @@ def _run_dict(run: RunRecord, include_history: bool) -> dict[str, Any]:
 
 _TOP = {"format", "version", "name", "description", "function", "loss", "params", "optimizer",
         "steps", "tol", "seed", "device", "landscape", "state", "history", "runs", "selected",
-        "schedule", "clip_norm"}
+        "schedule", "clip_norm", "data", "batch_size"}
 _RUN = {"optimizer", "label", "color", "visible", "start", "state", "history", "schedule",
         "clip_norm"}
 #: what a version 1 file or a preset holds at the top level for its one run
@@ -243,8 +311,9 @@ _LEGACY_RUN = ("optimizer", "state", "history", "schedule", "clip_norm")
 
 
 class _Reader:
-    def __init__(self, preset: bool):
+    def __init__(self, preset: bool, folder: Path | None = None):
         self.preset = preset
+        self.folder = folder
         self.warnings: list[str] = []
 
     def session(self, data: Any) -> Session:
@@ -277,6 +346,8 @@ class _Reader:
         s.tol = check_tol(data.get("tol"), "tol")
         s.device = check_device(text_field(data.get("device"), "device", "auto", 20), "device")
         s.landscape = self.landscape(data.get("landscape"))
+        s.data = self.data_source(data.get("data"))
+        s.batch_size = self.batch_size(data.get("batch_size"), s.data)
         if "runs" in data:
             for old in _LEGACY_RUN:
                 if old in data:
@@ -297,6 +368,45 @@ class _Reader:
         s.warnings = self.warnings
         s.legacy = "runs" not in data
         return s
+
+    def data_source(self, value: Any) -> DataSource | None:
+        if value is None:
+            return None
+        if not isinstance(value, dict) or len(value) != 1 or \
+                next(iter(value)) not in ("path", "dataset", "columns"):
+            raise SessionError("must be {\"path\": \"points.csv\"}, {\"dataset\": \"NAME\"} or "
+                               "{\"columns\": {\"x\": [...], ...}}", "data")
+        (key, inner), = value.items()
+        if key == "columns":
+            from .data import DataError, from_columns
+            if not isinstance(inner, dict):
+                raise SessionError("must be an object of columns", "data.columns")
+            arrays = {}
+            for name, column in inner.items():
+                arrays[name] = array_field(column, f"data.columns.{_key(name)}")
+                if arrays[name].ndim != 1:
+                    raise SessionError("must be a list of numbers", f"data.columns.{_key(name)}")
+            try:
+                from_columns(arrays)
+            except DataError as exc:
+                raise SessionError(str(exc), "data.columns") from None
+            return DataSource(columns={n: a.tolist() for n, a in arrays.items()})
+        text = text_field(inner, f"data.{key}", None, 4096)
+        if key == "dataset":
+            return DataSource(dataset=text)
+        path = Path(text)
+        if not path.is_absolute() and self.folder is not None:
+            path = self.folder / path
+        return DataSource(path=str(path))
+
+    def batch_size(self, value: Any, data: DataSource | None) -> int | None:
+        if value is None:
+            return None
+        if not _is_int(value) or not 1 <= value <= 10**9:
+            raise SessionError("must be a whole number of rows, at least 1", "batch_size")
+        if data is None:
+            raise SessionError("a batch size needs data (add \"data\")", "batch_size")
+        return int(value)
 
     def params(self, value: Any) -> dict[str, ParamSpec]:
         if not isinstance(value, dict):
@@ -695,7 +805,8 @@ def apply_overrides(session: Session, *, function: str | None = None, loss: str 
                     tol: float | None | str = "keep", optimizer: str | None = None,
                     hypers: Mapping[str, Any] | None = None, run_index: int | None = None,
                     landscape: dict | None | str = "keep", schedule: Schedule | None = None,
-                    clip_norm: float | None | str = "keep") -> Session:
+                    clip_norm: float | None | str = "keep", data: DataSource | None | str = "keep",
+                    batch_size: int | None | str = "keep") -> Session:
     """A new session with these changes, applied the same way for the command line and the
     window: a new function, loss, initial values or seed restarts every run; a new optimizer
     keeps a run's point and starts its optimizer state fresh (a state saved for momentum
@@ -713,6 +824,12 @@ def apply_overrides(session: Session, *, function: str | None = None, loss: str 
         s.params, restart = dict(params), True
     if seed is not None and seed != s.seed:
         s.seed, restart = check_seed(seed, "seed"), True
+    if data != "keep" and data != s.data:
+        s.data, restart = data, True  # type: ignore[assignment]
+        if landscape == "keep":
+            s.landscape = None
+    if batch_size != "keep" and batch_size != s.batch_size:
+        s.batch_size, restart = batch_size, True  # type: ignore[assignment]
     if device is not None:
         s.device = check_device(device, "device")
     if steps is not None:

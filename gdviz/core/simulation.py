@@ -18,7 +18,7 @@ from .engine import Engine
 from .history import ColumnLayout
 from .model import Run, RunSet, RunSettings
 from .records import EngineBatch
-from .report import run_summary
+from .report import data_summary, run_summary
 from .session import Session, build_runset, session_from_runset
 
 
@@ -98,10 +98,12 @@ class Simulation:
         """The keys of ``gdviz run --json`` for one run. Without ``arrays``, "params" and
         "grads" are left empty: a text report does not need ten million numbers as Python
         floats (hundreds of MB)."""
+        problem = self.problem
+        extra = data_summary(problem.data, problem.batch_size, run.step)
         if not arrays:
-            return run_summary(run, ColumnLayout({}, ()), self.problem.loss_summed,
-                               str(self.device), self.runset.steps, self.engine.elapsed_s,
-                               self.engine.executed, np.zeros(0), arrays=False)
-        return run_summary(run, self.problem.layout, self.problem.loss_summed, str(self.device),
-                           self.runset.steps, self.engine.elapsed_s, self.engine.executed,
-                           self.gradient_at(run))
+            return {**run_summary(run, ColumnLayout({}, ()), problem.loss_summed,
+                                  str(self.device), self.runset.steps, self.engine.elapsed_s,
+                                  self.engine.executed, np.zeros(0), arrays=False), **extra}
+        return {**run_summary(run, problem.layout, problem.loss_summed, str(self.device),
+                              self.runset.steps, self.engine.elapsed_s, self.engine.executed,
+                              self.gradient_at(run)), **extra}
