@@ -304,3 +304,39 @@ def test_bad_data_files_are_one_line_errors(tmp_path, capsys, content, message):
 def test_batch_size_needs_data(capsys):
     assert main(["run", "-f", "w*2", "--batch-size", "4"]) == 2
     assert "batch size needs data" in capsys.readouterr().err
+
+
+# --- the data view's picture ----------------------------------------------------------------------
+
+def test_the_fit_picture_draws_each_runs_model_over_the_data():
+    from gdviz.core.analysis.fit import fit_picture
+    sim = Simulation(data_session("w*x + b", "mse(y, y_data)", {"w": "0", "b": "0"},
+                                  DataSource(dataset="noisy-line")))
+    rows = np.array([[2.0, 1.0], [-1.0, 0.5]])
+    picture = fit_picture(sim.problem, rows, resolution=50)
+    assert picture.kind == "curve" and picture.inputs == ["x"] and picture.targets == ["y_data"]
+    xs = picture.grid[0]
+    np.testing.assert_allclose(picture.values, [2 * xs + 1, -xs + 0.5], rtol=1e-5, atol=1e-5)
+    assert set(picture.points) == {"x", "y_data"}
+
+
+def test_the_fit_picture_of_a_classifier_is_a_probability_field():
+    from gdviz.core.analysis.fit import fit_picture
+    sim = Simulation(load_preset("logistic-regression"))
+    problem = sim.problem
+    picture = fit_picture(problem, np.array([[1.0, -1.0, 0.5]]), resolution=30)
+    assert picture.kind == "field" and picture.values.shape == (1, 30, 30)
+    gx, gy = picture.grid
+    w1, w2, b = 1.0, -1.0, 0.5
+    # the preset's model is sigmoid(...) itself: a probability, drawn as it is
+    assert not picture.probability
+    expect = 1 / (1 + np.exp(-(w1 * gx[None, :] + w2 * gy[:, None] + b)))  # rows follow y
+    np.testing.assert_allclose(picture.values[0], expect, rtol=1e-4, atol=1e-5)
+
+
+def test_a_function_that_reduces_the_data_has_no_curve_and_says_why():
+    from gdviz.core.analysis.fit import fit_picture
+    sim = Simulation(data_session("mse(w*x + b, y_data)", "y", {"w": "0", "b": "0"},
+                                  DataSource(dataset="noisy-line")))
+    picture = fit_picture(sim.problem, np.zeros((1, 2)))
+    assert picture.kind == "none" and "mse(y, t)" in picture.reason

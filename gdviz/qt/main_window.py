@@ -13,6 +13,8 @@ import os
 import time
 from pathlib import Path
 
+import numpy as np
+
 from PySide6.QtCore import QByteArray, QSettings, QSignalBlocker, Qt, Signal
 from PySide6.QtGui import QAction, QKeySequence, QShortcut
 from PySide6.QtWidgets import (QApplication, QFileDialog, QLabel, QMainWindow, QMenu,
@@ -20,9 +22,11 @@ from PySide6.QtWidgets import (QApplication, QFileDialog, QLabel, QMainWindow, Q
                                QVBoxLayout, QWidget)
 
 from ..core.errors import GdvizError
-from ..core.model import RunSettings
+from ..core.model import RunSettings, describe_optimizer
 from ..core.presets import all_presets, load_preset
 from ..core.session import Session
+from .analysis import AnalysisController, run_from_start
+from .analysis_view import CurvatureView, LrRangeView
 from .controller import TrainingController
 from .controls import ControlsBar
 from .documents import Documents
@@ -88,6 +92,9 @@ class MainWindow(QMainWindow):
         self.trajectoryView = TrajectoryView()
         self.graphArea = GraphPanel()
         self.leaderboard = LeaderboardView()
+        self.analyses = AnalysisController(self.controller, self)
+        self.curvatureView = CurvatureView()
+        self.lrRangeView = LrRangeView()
         # The banner keeps its room whether it shows text or not: nothing below it may move
         # while the app is used (a click aimed at a box must land on that box).
         self.messageLabel = QLabel(objectName="messageLabel")
@@ -108,6 +115,8 @@ class MainWindow(QMainWindow):
         self.bottomTabs = QTabWidget(objectName="bottomTabs")
         self.bottomTabs.addTab(self.graphArea, "Computation graph")
         self.bottomTabs.addTab(self.leaderboard, "Leaderboard")
+        self.bottomTabs.addTab(self.curvatureView, "Curvature")
+        self.bottomTabs.addTab(self.lrRangeView, "LR range test")
         lower = QSplitter(Qt.Orientation.Vertical)
         lower.addWidget(plots)
         lower.addWidget(self.bottomTabs)
@@ -192,6 +201,7 @@ class MainWindow(QMainWindow):
         runs.addSeparator()
         runs.addAction(p.compareAction)
         runs.addAction(p.sweepAction)
+        self._make_analysis_menu(bar)
         help_menu = bar.addMenu("&Help")
         self._action(help_menu, "The expression &language", self._on_help_language,
                      tip="What can be typed in the function, the loss and the initial values")
@@ -204,6 +214,22 @@ class MainWindow(QMainWindow):
         self.graphArea.view.customContextMenuRequested.connect(self._on_graph_context_menu)
         self.leaderboard.exportRequested.connect(lambda: self.exporting.ask("leaderboard", ".csv"))
         self.documents.refresh_recent_menu()
+
+    def _make_analysis_menu(self, bar) -> None:
+        analysis = self.analysisMenu = bar.addMenu("&Analysis")
+        self.basinAction = self._action(
+            analysis, "&Basin map", None, tip="Color every start on a grid over the landscape "
+            "by the minimum the selected run's optimizer reaches from it (two parameters)")
+        self.basinAction.setCheckable(True)
+        self.basinAction.toggled.connect(self._on_basin_action_toggled)
+        self.lrRangeAction = self._action(
+            analysis, "&Learning-rate range test", self.run_lr_range_test,
+            tip="The final loss of a short run at each of many learning rates, from where the "
+            "selected run stands: where learning starts and where it breaks")
+        self.curvatureAction = self._action(
+            analysis, "&Curvature at the current point", self.show_curvature,
+            tip="The Hessian's eigenvalues, condition number and stable learning rates at the "
+            "selected run's point, its directions on the landscape, and λmax along the run")
 
     def _action(self, menu: QMenu, text: str, slot, keys: str | None = None,
                 tip: str | None = None) -> QAction:
@@ -325,6 +351,31 @@ class MainWindow(QMainWindow):
         c.stateChanged.connect(self._on_controller_state_changed)
         c.runFinished.connect(self.runFinished)
         c.message.connect(self.show_message)
+        self._connect_analyses()
+
+    def _connect_analyses(self) -> None:
+        a, t, panel = self.analyses, self.trajectoryView, self.problemPanel
+        t.basinsRequested.connect(self._on_trajectory_basins_requested)
+        t.basinsDropped.connect(a.forget_basins)
+        t.basinStartChosen.connect(self._on_trajectory_basin_start_chosen)
+        t.basinsCheck.toggled.connect(self._on_basins_check_toggled)
+        t.modeChanged.connect(self._on_trajectory_mode_changed)
+        a.basinsReady.connect(t.show_basins)
+        a.basinsFailed.connect(self._on_analyses_basins_failed)
+        a.basinsStale.connect(lambda: t.update_basins(force=True))
+        panel.stepsChanged.connect(lambda _s: a.settings_changed())  # after the controller's
+        panel.tolChanged.connect(lambda _t: a.settings_changed())
+        self.lrRangeView.runRequested.connect(a.request_lr_range)
+        self.lrRangeView.lrChosen.connect(self._on_lr_range_lr_chosen)
+        a.lrRangeStarted.connect(self.lrRangeView.show_running)
+        a.lrRangeReady.connect(self.lrRangeView.show_result)
+        a.lrRangeFailed.connect(self.lrRangeView.show_error)
+        a.curvatureReady.connect(self._on_analyses_curvature_ready)
+        a.curvatureFailed.connect(self._on_analyses_curvature_failed)
+        a.lrLimitChanged.connect(panel.show_lr_limit)
+        a.sharpnessReady.connect(self.curvatureView.show_sharpness)
+        self.curvatureView.computeRequested.connect(self._on_curvature_compute_requested)
+        self.bottomTabs.currentChanged.connect(self._on_bottom_tabs_current_changed)
 
     # --- slots --------------------------------------------------------------------------
 
@@ -352,6 +403,103 @@ class MainWindow(QMainWindow):
     def _on_trajectory_start_chosen(self, start) -> None:
         self.controller.set_start(start)
 
+    # --- analyses -----------------------------------------------------------------------
+
+    def _on_trajectory_basins_requested(self, base, indices, x_range, y_range, grid: int,
+                                        token: int) -> None:
+        run = self.controller.selected
+        if run is None:
+            return
+        self.trajectoryView.basin_title = (
+            f"{describe_optimizer(run.settings.optimizer, run.settings.hypers)}, "
+            f"{self.controller.runset.steps:,} steps")
+        self.analyses.request_basins(base, indices, x_range, y_range, grid, token)
+
+    def _on_trajectory_basin_start_chosen(self, flat, shown) -> None:
+        c = self.controller
+        run = c.add_run(run_from_start(c.selected, flat, shown))
+        c.select_run(run.id)
+        self.show_message(f"A new run from ({shown[0]:.3g}, {shown[1]:.3g}): {run.label}. "
+                          "Press Play to watch it reach its basin.")
+
+    def _on_analyses_basins_failed(self, text: str) -> None:
+        self.trajectoryView.basins_failed(text)
+        self.show_message(text)
+
+    def _on_basin_action_toggled(self, on: bool) -> None:
+        view = self.trajectoryView
+        if on and view.mode != "2d":
+            blocker = QSignalBlocker(self.basinAction)
+            self.basinAction.setChecked(False)
+            del blocker
+            n = self.controller.layout.n_grads if self.controller.layout else 0
+            more = " Tick \"landscape of\" above the plot and choose two of them." if n > 2 \
+                else ""
+            self.show_message("A basin map is drawn over the landscape of two parameters; this "
+                              f"problem has {n:,} trainable element{'' if n == 1 else 's'}."
+                              + more)
+            return
+        view.basinsCheck.setChecked(on)
+
+    def _on_basins_check_toggled(self, on: bool) -> None:
+        blocker = QSignalBlocker(self.basinAction)
+        self.basinAction.setChecked(on)
+        del blocker
+
+    def run_lr_range_test(self) -> None:
+        """Show the learning-rate range test and run it with the settings shown there."""
+        self.problemPanel.flush()
+        self.bottomTabs.setCurrentWidget(self.lrRangeView)
+        self.lrRangeView.runButton.click()
+
+    def _on_lr_range_lr_chosen(self, lr: float) -> None:
+        c = self.controller
+        run_id = self.lrRangeView.info.get("run")
+        if run_id not in {r.id for r in c.runset}:
+            run_id = c.runset.selected_id
+        c.set_hyper("lr", float(lr), run_id)
+        self.show_message(f"Learning rate {lr:.3g} for {c.runset.get(run_id).label}.")
+
+    def show_curvature(self) -> None:
+        """The Curvature tab, the arrows on the landscape, and the Hessian now."""
+        self.bottomTabs.setCurrentWidget(self.curvatureView)
+        if self.trajectoryView.mode == "2d":
+            self.trajectoryView.curvatureCheck.setChecked(True)
+        self._on_curvature_compute_requested()
+
+    def _on_curvature_compute_requested(self) -> None:
+        self.analyses.request_curvature(force=True)
+        self.analyses.request_sharpness(force=True)
+
+    def _on_analyses_curvature_ready(self, curvature, info: dict) -> None:
+        self.trajectoryView.show_curvature(*self._curvature_in_view(curvature))
+        self.curvatureView.show_point(curvature, info)
+
+    def _curvature_in_view(self, curvature) -> tuple:
+        """The Hessian's eigenvalues and eigenvectors in the plane of the landscape on show
+        (of two elements: the whole Hessian; of a slice: its 2 x 2 block)."""
+        view = self.trajectoryView
+        names = [name for name, _ in view.axes]
+        if view.mode != "2d" or curvature.hessian is None or \
+                any(name not in curvature.columns for name in names):
+            return None, None
+        k = [curvature.columns.index(name) for name in names]
+        return np.linalg.eigh(np.asarray(curvature.hessian)[np.ix_(k, k)])
+
+    def _on_trajectory_mode_changed(self) -> None:
+        self._on_controller_runs_changed()  # the runs' drawings, made anew
+        if self.analyses.curvature is not None:
+            self.trajectoryView.show_curvature(*self._curvature_in_view(self.analyses.curvature))
+        self.pacer.mark_dirty()
+
+    def _on_analyses_curvature_failed(self, text: str) -> None:
+        self.trajectoryView.show_curvature(None, None)
+        self.curvatureView.show_error(text)
+
+    def _on_bottom_tabs_current_changed(self, _index: int) -> None:
+        self.analyses.show_sharpness(self.bottomTabs.currentWidget() is self.curvatureView)
+        self.pacer.mark_dirty()  # the tab shown now (the leaderboard) is drawn at the next frame
+
     def _on_runs_add_requested(self) -> None:
         selected = self.controller.selected.settings
         self.controller.add_run(RunSettings(selected.optimizer, dict(selected.hypers)))
@@ -370,6 +518,8 @@ class MainWindow(QMainWindow):
         self.trajectoryView.configure(c.info.layout, c.info.initial, c.session.landscape)
         self.graphArea.set_problem()
         self.lossView.clear()
+        self.curvatureView.clear()
+        self.lrRangeView.clear()
         self._problem_ok = True
         self._update_controls()
         if first:
@@ -599,6 +749,7 @@ class MainWindow(QMainWindow):
             event.ignore()
             return
         self.pacer.stop()
+        self.analyses.cancel_basins()  # a piece in progress stops within a few steps
         self.controller.shutdown()
         self.graphArea.shutdown()
         if self._graph_window is not None:

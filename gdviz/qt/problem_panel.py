@@ -148,6 +148,15 @@ class ProblemPanel(QWidget):
         lr_row.addWidget(self.lrSpin)
         lr_row.addWidget(self.lrSlider, 1)
         oform.addRow("Learning rate", lr_row)
+        # the stability limit at the selected run's point (from its curvature)
+        self.lrLimitLabel = QLabel(objectName="lrLimitLabel")
+        self.lrLimitLabel.setWordWrap(True)
+        self.lrLimitLabel.setStyleSheet("color: #666;")
+        self.lrLimitLabel.hide()
+        oform.addRow(self.lrLimitLabel)
+        self._lr_tip = self.lrSpin.toolTip()
+        self._lr_limit = None
+        self.lr_past_limit = False
         self._hyper_box = QWidget()
         self._hyper_form = QFormLayout(self._hyper_box)
         self._hyper_form.setContentsMargins(0, 0, 0, 0)
@@ -313,6 +322,7 @@ class ProblemPanel(QWidget):
         self.lrSpin.setValue(float(merged["lr"]))
         self.lrSlider.setValue(round(math.log10(max(float(merged["lr"]), 1e-8)) * 20))
         del with_blocked
+        self._show_lr_check()
         while self._hyper_form.rowCount():
             self._hyper_form.removeRow(0)
         self._hyper_widgets = {}
@@ -357,7 +367,36 @@ class ProblemPanel(QWidget):
         blocker = QSignalBlocker(self.lrSlider)
         self.lrSlider.setValue(round(math.log10(max(value, 1e-8)) * 20))
         del blocker
+        self._show_lr_check()
         self.hyperChanged.emit("lr", float(value))
+
+    def show_lr_limit(self, limit) -> None:
+        """The largest stable learning rate at the selected run's point, from its curvature
+        (an object with ``limit``, ``note`` and ``reason(lr)``; None: not known). The lr field
+        turns red past it, its tooltip saying why."""
+        self._lr_limit = limit
+        self._show_lr_check()
+
+    def _show_lr_check(self) -> None:
+        limit = self._lr_limit
+        lr = self.lrSpin.value()
+        past = limit is not None and limit.limit is not None and lr > limit.limit
+        if limit is None:
+            self.lrLimitLabel.hide()
+        else:
+            self.lrLimitLabel.setText(limit.note)
+            self.lrLimitLabel.setStyleSheet("color: #c62828;" if past else "color: #666;")
+            self.lrLimitLabel.show()
+        if past == self.lr_past_limit and not past:
+            return
+        self.lr_past_limit = past
+        if past:
+            self.lrSpin.setStyleSheet("QDoubleSpinBox { background: #ffcdd2; color: #b71c1c; "
+                                      "border: 1px solid #c62828; }")
+            self.lrSpin.setToolTip(limit.reason(lr))
+        else:
+            self.lrSpin.setStyleSheet("")
+            self.lrSpin.setToolTip(self._lr_tip)
 
     def _on_lr_slider_changed(self, position: int) -> None:
         value = float(f"{10 ** (position / 20):.3g}")

@@ -5,10 +5,18 @@
   (log colours for steep functions), each run's path in its colour, start and current
   points marked; clicking the map sets a new start point; panning or zooming recomputes
   the landscape;
-- more: each element of the selected run against the step, with a legend.
+- more: each element of the selected run against the step, with a legend; or, with
+  "landscape of" ticked, the landscape over two chosen elements (a slice: the others held at
+  their initial values), drawn as for two.
 
-The view never computes the landscape itself: it asks (``landscapeRequested``) and draws
-the answer (:meth:`show_landscape`); the worker thread, which owns torch, computes it.
+Over the two-parameter landscape two layers can be shown: the basin map (which minimum the
+current optimizer reaches from every start, :mod:`.basin_layer`; a click on it makes the
+start a new run) and the curvature directions at the selected run's point (two arrows along
+the Hessian's eigenvectors).
+
+The view never computes the landscape (or the basins) itself: it asks
+(``landscapeRequested``, ``basinsRequested``) and draws the answer (:meth:`show_landscape`,
+:meth:`show_basins`); the worker thread, which owns torch, computes it.
 """
 
 from __future__ import annotations
@@ -17,17 +25,21 @@ import math
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QRectF, Qt, QTimer, Signal
+from PySide6.QtCore import QRectF, QSignalBlocker, Qt, QTimer, Signal
 from PySide6.QtGui import QTransform
-from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QHBoxLayout, QLabel, QPushButton,
+                               QSizePolicy, QVBoxLayout, QWidget)
 
 from ..core.analysis.landscape import LandscapeGrid
 from ..core.history import ColumnLayout
 from ..core.model import Run
+from .basin_layer import BasinLayer
 from .plot_style import (Marker, TimedPlotWidget, cache_axes, finite_bounds, legend_entries,
                          sticky_range)
 
 GRID_2D = 120
+BASIN_GRID = 200
+ARROW_PX = 70
 GRID_1D = 400
 MAX_PATH_POINTS = 5000
 MAX_LINES = 12
@@ -49,6 +61,65 @@ class _RunDrawing:
                                     symbolBrush=color, symbolPen=None)
         self.marker = Marker(color, 12, outline="white")
         self.symbols: bool | None = None
+        self.color = color
+
+
+class _CurvatureArrows:
+    """The Hessian's two eigenvectors as arrows from a point: red along the steepest
+    curvature, blue along the flattest, each labelled with its eigenvalue."""
+
+    COLORS = ("#1565c0", "#c62828")  # smaller eigenvalue, larger
+
+    def __init__(self):
+        self.arrows = [pg.ArrowItem(pxMode=True, headLen=11, tipAngle=36, tailLen=ARROW_PX - 11,
+                                    tailWidth=3, brush=c, pen=pg.mkPen("w", width=1))
+                       for c in self.COLORS]
+        self.labels = [pg.TextItem(color=c, anchor=(0.5, 0.5), fill=pg.mkBrush(255, 255, 255, 200))
+                       for c in self.COLORS]
+        for item in self.arrows + self.labels:
+            item.setZValue(15)
+            item.hide()
+        self.values: np.ndarray | None = None
+        self.vectors: np.ndarray | None = None
+
+    def items(self) -> list:
+        return self.arrows + self.labels
+
+    def set(self, values: np.ndarray | None, vectors: np.ndarray | None) -> None:
+        self.values, self.vectors = values, vectors
+        if values is not None:
+            for label, value in zip(self.labels, values):
+                label.setText(f"λ {value:.4g}")
+
+    def hide(self) -> None:
+        for item in self.items():
+            item.hide()
+
+    def draw(self, point: tuple[float, float] | None, pixel: tuple[float, float]) -> None:
+        """From ``point`` (data coordinates), ARROW_PX pixels long whatever the zoom;
+        ``pixel``: the data size of a pixel along x and y."""
+        if point is None or self.vectors is None or not all(p > 0 for p in pixel):
+            self.hide()
+            return
+        pw, ph = pixel
+        for k, (arrow, label) in enumerate(zip(self.arrows, self.labels)):
+            vx, vy = self.vectors[:, k]
+            if vx < 0 or (vx == 0 and vy < 0):  # an eigenvector's sign is arbitrary: steady
+                vx, vy = -vx, -vy
+            sx, sy = vx / pw, vy / ph  # in pixels, y up
+            norm = math.hypot(sx, sy)
+            if not norm > 0:
+                arrow.hide()
+                label.hide()
+                continue
+            scale = ARROW_PX / norm
+            tip = (point[0] + scale * vx, point[1] + scale * vy)
+            arrow.setStyle(angle=math.degrees(math.atan2(-sy, sx)) - 180)
+            arrow.setPos(*tip)
+            out = (ARROW_PX + 18) / norm
+            label.setPos(point[0] + out * vx, point[1] + out * vy)
+            arrow.show()
+            label.show()
 
 
 class TrajectoryView(QWidget):
@@ -57,6 +128,12 @@ class TrajectoryView(QWidget):
     startPointChosen = Signal(object)   # a flat parameter row
     rangeChanged = Signal(object)       # {"x": [lo, hi], "y": [lo, hi]}
     landscapeRequested = Signal(object, object, object, object, int)  # base, indices, xs, ys, token
+    # base, indices, x range, y range, starts per side, token
+    basinsRequested = Signal(object, object, object, object, int, int)
+    basinsDropped = Signal()            # the basin layer was turned off
+    basinStartChosen = Signal(object, object)  # a flat parameter row, the (x, y) clicked
+    curvatureToggled = Signal(bool)
+    modeChanged = Signal()              # another view of the same problem: runs are drawn anew
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -72,6 +149,28 @@ class TrajectoryView(QWidget):
         self.contoursCheck = QCheckBox("contours", objectName="contoursCheck")
         self.contoursCheck.setToolTip("Draw contour lines of the loss over the map")
         self.contoursCheck.toggled.connect(self._on_contours_toggled)
+        self.basinsCheck = QCheckBox("basins", objectName="basinsCheck")
+        self.basinsCheck.setToolTip("Basin map: run the selected run's optimizer and settings "
+                                    "from every start on a grid over this view, and color each "
+                                    "start by the minimum it reaches (darker: more steps). "
+                                    "Click a start to make it a run.")
+        self.basinsCheck.toggled.connect(self._on_basins_toggled)
+        self.curvatureCheck = QCheckBox("curvature", objectName="curvatureCheck")
+        self.curvatureCheck.setToolTip("The Hessian's eigenvectors at the selected run's point: "
+                                       "red along the steepest curvature, blue along the "
+                                       "flattest, labelled with their eigenvalues")
+        self.curvatureCheck.toggled.connect(self._on_curvature_toggled)
+        self.sliceCheck = QCheckBox("landscape of", objectName="sliceCheck")
+        self.sliceCheck.setToolTip("The loss landscape over two chosen elements, every other "
+                                   "element held at its initial value (the runs' paths are "
+                                   "drawn projected onto them)")
+        self.sliceXCombo = QComboBox(objectName="sliceXCombo")
+        self.sliceXCombo.setToolTip("The element on the x axis")
+        self.sliceYCombo = QComboBox(objectName="sliceYCombo")
+        self.sliceYCombo.setToolTip("The element on the y axis")
+        self.sliceCheck.toggled.connect(self._on_slice_changed)
+        self.sliceXCombo.currentIndexChanged.connect(self._on_slice_changed)
+        self.sliceYCombo.currentIndexChanged.connect(self._on_slice_changed)
         self.fitButton = QPushButton("Fit", objectName="fitButton")
         self.fitButton.setToolTip("Fit the range to the paths")
         self.fitButton.clicked.connect(self.fit_to_path)
@@ -79,10 +178,26 @@ class TrajectoryView(QWidget):
         self.hint.setStyleSheet("color: #666;")
         header.addWidget(self.title)
         header.addWidget(self.hint, 1)
-        header.addWidget(self.logColorsCheck)
-        header.addWidget(self.contoursCheck)
         header.addWidget(self.fitButton)
-        layout.addLayout(header)
+        # a second row: what the landscape is of, and what is drawn over it
+        options = QHBoxLayout()
+        options.setContentsMargins(0, 0, 0, 0)
+        for widget in (self.sliceCheck, self.sliceXCombo, self.sliceYCombo, self.logColorsCheck,
+                       self.contoursCheck, self.basinsCheck, self.curvatureCheck):
+            options.addWidget(widget)
+            widget.hide()  # until a problem that has them is shown
+        options.addStretch(1)
+        self.optionsRow = QWidget(objectName="trajectoryOptions")
+        self.optionsRow.setLayout(options)
+        self.optionsRow.hide()
+        # The header's controls never make the view wider than it is given (a figure drawn
+        # 480 pixels wide is 480 wide): at a small width they are cut off instead.
+        header.setContentsMargins(0, 0, 0, 0)
+        header_box = QWidget(objectName="trajectoryHeader")
+        header_box.setLayout(header)
+        for row in (header_box, self.optionsRow):
+            row.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+            layout.addWidget(row)
 
         self.plot = TimedPlotWidget(background="w")
         self.item = self.plot.getPlotItem()
@@ -112,8 +227,17 @@ class TrajectoryView(QWidget):
         self.contours: list[pg.IsocurveItem] = []
         self.drawings: dict[int, _RunDrawing] = {}
         self.lines: list[pg.PlotDataItem] = []
+        self.basins = BasinLayer(self.item)
+        self.basin_grid = BASIN_GRID
+        self.basin_title = ""  # what the map is of, e.g. "Adam lr 0.05"
+        self._basin_token = 0
+        self._basin_key: tuple | None = None
+        self._basin_hint = ""
+        self.arrows = _CurvatureArrows()
 
         self.layout_: ColumnLayout | None = None
+        self.elements: list[tuple[str, int]] = []  # the trainable elements that can be drawn
+        self.sliced = False  # a landscape over two of more elements
         self.mode = "none"
         self.axes: list[tuple[str, int]] = []
         self.base = np.zeros(0)
@@ -150,10 +274,54 @@ class TrajectoryView(QWidget):
         """A new problem: choose the mode and range, and ask for the landscape."""
         self.layout_ = layout
         # names for the elements that are drawn only: a parameter may have millions
-        self.axes = layout.trainable_axes(limit=MAX_LINES)
+        self.elements = layout.trainable_axes(limit=MAX_LINES)
         self.base = np.asarray(start, dtype=np.float64).copy()
+        self._fill_slice_combos()
+        self._build_mode(landscape)
+
+    def _fill_slice_combos(self) -> None:
+        """The elements a slice can be drawn over; the choice stays where the names do."""
+        names = [name for name, _ in self.elements]
+        several = self.layout_.n_grads > 2
+        for k, combo in enumerate((self.sliceXCombo, self.sliceYCombo)):
+            blocker = QSignalBlocker(combo)
+            current = combo.currentText()
+            combo.clear()
+            combo.addItems(names)
+            combo.setCurrentIndex(names.index(current) if current in names
+                                  else min(k, len(names) - 1))
+            del blocker
+        for widget in (self.sliceCheck, self.sliceXCombo, self.sliceYCombo):
+            widget.setVisible(several)
+        self._show_options_row()
+
+    def _show_options_row(self) -> None:
+        self.optionsRow.setVisible(any(w.isVisibleTo(self.optionsRow) for w in (
+            self.sliceCheck, self.logColorsCheck, self.contoursCheck, self.basinsCheck,
+            self.curvatureCheck)))
+
+    def _on_slice_changed(self, *_args) -> None:
+        if self.layout_ is None or self.layout_.n_grads <= 2:
+            return
+        self._build_mode(None)
+        self.modeChanged.emit()
+
+    def _build_mode(self, landscape: dict[str, list[float]] | None) -> None:
+        """Clear the plot and set it up for the mode the problem (and the slice) asks for."""
+        layout = self.layout_
+        n = layout.n_grads
+        x, y = self.sliceXCombo.currentIndex(), self.sliceYCombo.currentIndex()
+        self.sliced = n > 2 and self.sliceCheck.isChecked() and x != y and min(x, y) >= 0
+        self.axes = [self.elements[x], self.elements[y]] if self.sliced else list(self.elements)
+        if self.sliced:
+            landscape = None  # the session's range is the first two elements'
         self.z = None
         self._token += 1  # a landscape still on its way for the old problem is dropped
+        self._basin_token += 1
+        self._basin_key = None
+        self.basins.forget()
+        self._basin_hint = ""
+        self.arrows.set(None, None)
         self._auto_log = True
         self._user_range = bool(landscape)
         self.item.clear()
@@ -162,17 +330,22 @@ class TrajectoryView(QWidget):
         self.drawings = {}
         self.lines = []
         self._landscape_key = None
-        n = layout.n_grads
-        self.mode = "1d" if n == 1 else "2d" if n == 2 else "lines"
+        self.mode = "1d" if n == 1 else "2d" if n == 2 or self.sliced else "lines"
         self.item.setLogMode(False, False)
         if self.colorbar is not None:
             self.colorbar.setVisible(self.mode == "2d")
         self.logColorsCheck.setVisible(self.mode == "2d")
         self.contoursCheck.setVisible(self.mode == "2d")
+        self.basinsCheck.setVisible(self.mode == "2d")
+        self.curvatureCheck.setVisible(self.mode == "2d")
+        self._show_options_row()
         self.contours = []
         self.fitButton.setVisible(self.mode != "lines")
         if self.mode == "2d":
             self.item.addItem(self.image)
+            self.basins.attach()
+            for item in self.arrows.items():
+                self.item.addItem(item, ignoreBounds=True)
             self.item.setLabel("bottom", self.axes[0][0])
             self.item.setLabel("left", self.axes[1][0])
             if self.colorbar is None:  # made once: its cell in the plot's layout stays taken
@@ -180,8 +353,8 @@ class TrajectoryView(QWidget):
                 self.colorbar.setImageItem(self.image, insert_in=self.item)
                 self.colorbar.axis.setCacheMode(self.colorbar.axis.CacheMode.DeviceCoordinateCache)
             self.colorbar.show()
-            self.hint.setText("click to start there; drag to pan, wheel to zoom")
-            self.title.setText("<b>Loss landscape</b>")
+            self.hint.setText(self._hint_2d())
+            self.title.setText("<b>Loss landscape</b>" + (" (a slice)" if self.sliced else ""))
         elif self.mode == "1d":
             self.item.addItem(self.landscape_curve)
             self.item.setLabel("bottom", self.axes[0][0])
@@ -225,6 +398,7 @@ class TrajectoryView(QWidget):
                 self.item.addItem(drawing.path)
                 drawing.marker.point = None
                 self.item.addItem(drawing.marker, ignoreBounds=True)
+            drawing.color = color
             drawing.path.setPen(pg.mkPen(color, width=2 if run.id == selected else 1))
             drawing.path.setSymbolBrush(color)
             drawing.marker.setBrush(pg.mkBrush(color))
@@ -245,6 +419,21 @@ class TrajectoryView(QWidget):
             self.legend.addItem(pg.ScatterPlotItem(symbol="star", size=11, brush="w", pen="k"),
                                 "lowest point shown")
         self.legend.setVisible(len(shown) > 1 or self.mode == "2d")
+        self._halo_paths()
+
+    def _halo_paths(self) -> None:
+        """Over the basin map the paths get a dark outline and a width of two: a path in a
+        colour like its basin's would vanish otherwise."""
+        on = self.basins_shown
+        # the basins' legend takes the lower right corner; the runs' goes wide and flat along
+        # the top, so that both leave the middle of the map (where minima tend to be) in view
+        columns = 2 if on else 1
+        if self.legend.columnCount != columns:
+            self.legend.setColumnCount(columns)
+        for run_id, drawing in self.drawings.items():
+            width = 2 if on or run_id == self.selected else 1
+            drawing.path.setPen(pg.mkPen(drawing.color, width=width))
+            drawing.path.setShadowPen(pg.mkPen("#202020", width=width + 2) if on else None)
 
     def _build_lines(self, run: Run | None) -> None:
         # The legend is filled anew with the lines, so lines and names always match.
@@ -303,6 +492,7 @@ class TrajectoryView(QWidget):
         else:
             self.landscapeRequested.emit(self.base, idx, np.linspace(x0, x1, GRID_2D),
                                          np.linspace(y0, y1, GRID_2D), self._token)
+            self.update_basins()
 
     def show_landscape(self, grid: LandscapeGrid) -> None:
         """Draw an answer to the latest request (older ones are dropped)."""
@@ -316,6 +506,84 @@ class TrajectoryView(QWidget):
             x0, x1, y0, y1 = grid.xs[0], grid.xs[-1], grid.ys[0], grid.ys[-1]
             self._image_rect = QRectF(x0, y0, x1 - x0, y1 - y0)
             self._draw_image(self._image_rect)
+
+    # --- basin map ----------------------------------------------------------------------
+
+    @property
+    def basins_shown(self) -> bool:
+        return self.mode == "2d" and self.basinsCheck.isChecked()
+
+    def update_basins(self, force: bool = False) -> None:
+        """Ask for the basin map over the visible range (``force``: also when the range is
+        the same, because the optimizer's settings changed)."""
+        if not self.basins_shown:
+            return
+        (x0, x1), (y0, y1) = self.item.getViewBox().viewRange()
+        key = (x0, x1, y0, y1, self.basin_grid)
+        if key == self._basin_key and not force:
+            return
+        self._basin_key = key
+        self._basin_token += 1
+        self._basin_hint = "basin map: computing…"
+        self.hint.setText(self._hint_2d())
+        self.basinsRequested.emit(self.base, [i for _, i in self.axes], (x0, x1), (y0, y1),
+                                  self.basin_grid, self._basin_token)
+
+    def show_basins(self, bmap, token: int, done: float) -> None:
+        """Draw an answer to the latest basin request (``done``: the share of the grid
+        computed; the rest is filled in from a coarse grid)."""
+        if token != self._basin_token or not self.basins_shown:
+            return
+        self.basins.show(bmap, done, self.basin_title)
+        what = self.basins.describe()
+        self._basin_hint = (f"basin map {done:.0%}: {what}…" if done < 1 else
+                            f"{what}; click a start to run from there")
+        self.hint.setText(self._hint_2d())
+
+    def basins_failed(self, text: str) -> None:
+        self._basin_hint = text
+        self.hint.setText(self._hint_2d())
+
+    def _on_basins_toggled(self, on: bool) -> None:
+        self.basins.set_visible(on)
+        self._halo_paths()
+        self._basin_key = None
+        if on:
+            self.update_basins()
+        else:
+            self._basin_token += 1
+            self._basin_hint = ""
+            self.hint.setText(self._hint_2d())
+            self.basinsDropped.emit()
+
+    def _hint_2d(self) -> str:
+        if self._basin_hint:
+            return self._basin_hint
+        return ("the other elements held at their initial values; click to start there"
+                if self.sliced else "click to start there; drag to pan, wheel to zoom")
+
+    # --- curvature ----------------------------------------------------------------------
+
+    def show_curvature(self, values: np.ndarray | None, vectors: np.ndarray | None) -> None:
+        """The Hessian's eigenvalues and eigenvectors (columns) at the selected run's point;
+        None: unknown."""
+        if values is None or vectors is None or np.shape(vectors) != (2, 2):
+            self.arrows.set(None, None)
+        else:
+            self.arrows.set(np.asarray(values, dtype=np.float64),
+                            np.asarray(vectors, dtype=np.float64))
+        self._draw_arrows()
+
+    def _on_curvature_toggled(self, on: bool) -> None:
+        self._draw_arrows()
+        self.curvatureToggled.emit(on)
+
+    def _draw_arrows(self) -> None:
+        marker = self.current_marker
+        if self.mode != "2d" or not self.curvatureCheck.isChecked() or marker is None:
+            self.arrows.hide()
+            return
+        self.arrows.draw(marker.point, self.item.getViewBox().viewPixelSize())
 
     def _autorange_y(self, loss: np.ndarray) -> None:
         finite = loss[np.isfinite(loss)]
@@ -457,6 +725,8 @@ class TrajectoryView(QWidget):
             self.start_marker.move_to(math.nan, math.nan)
         if everything and not self._user_range:
             self._grow_range(np.vstack(everything))
+        if self.mode == "2d":
+            self._draw_arrows()
 
     def _set_path(self, drawing: _RunDrawing, x: np.ndarray, y: np.ndarray, size: int) -> None:
         # Dots show each step in slow motion; on long paths they would cost more than the line.
@@ -510,11 +780,15 @@ class TrajectoryView(QWidget):
     def _on_view_range_changed(self, *_args) -> None:
         if self.mode in ("1d", "2d"):
             self._recompute.start()
+            if self.mode == "2d":
+                self._draw_arrows()  # they keep their length in pixels
 
     def _on_view_range_changed_manually(self, *_args) -> None:
         if self._updating_range:
             return
         self._user_range = True
+        if self.sliced:
+            return  # the session keeps the range of the first two elements' landscape
         (x0, x1), (y0, y1) = self.item.getViewBox().viewRange()
         rng = {"x": [x0, x1]} if self.mode == "1d" else {"x": [x0, x1], "y": [y0, y1]}
         self.rangeChanged.emit(rng)
@@ -528,7 +802,19 @@ class TrajectoryView(QWidget):
             return
         point = vb.mapSceneToView(event.scenePos())
         event.accept()
+        if self.basins_shown:  # a new run from there, not a new start for every run
+            self.basin_click_at(point.x(), point.y())
+            return
         self.click_at(point.x(), point.y() if self.mode == "2d" else None)
+
+    def basin_click_at(self, x: float, y: float) -> None:
+        """A click on the basin map: the start of its pixel becomes a new run (outside the
+        map, the point clicked)."""
+        start = self.base.copy()
+        idx = [i for _, i in self.axes]
+        x, y = self.basins.start_near(x, y) or (x, y)
+        start[idx[0]], start[idx[1]] = x, y
+        self.basinStartChosen.emit(start, (x, y))
 
     def click_at(self, x: float, y: float | None = None) -> None:
         """Choose a start point as a click at (x, y) in data coordinates would."""
