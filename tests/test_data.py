@@ -340,3 +340,36 @@ def test_a_function_that_reduces_the_data_has_no_curve_and_says_why():
                                   DataSource(dataset="noisy-line")))
     picture = fit_picture(sim.problem, np.zeros((1, 2)))
     assert picture.kind == "none" and "mse(y, t)" in picture.reason
+
+
+def test_the_graph_of_a_data_problem_is_taken_on_the_full_data(tmp_path, capsys):
+    out = tmp_path / "g.json"
+    assert main(["graph", "--preset", "xor-network", "--out", str(out)]) == 0
+    graph = json.loads(out.read_text())
+    loss = next(n for n in graph["nodes"] if n.get("role") == "loss")
+    sim = Simulation(load_preset("xor-network"))
+    values = torch.as_tensor(sim.runset.runs[0].values, dtype=torch.float32)[None]
+    env = {n: values[:, sl].reshape((1,) + sim.problem.layout.shapes[n])
+           for n, sl in sim.problem.layout.param_slices.items()}
+    assert abs(float(np.ravel(loss["value"])[0]) - float(sim.problem.batched_loss()(env)[0])) < 1e-4
+
+
+def test_plot_data_draws_the_fit_and_writes_its_numbers(tmp_path, capsys, qapp):
+    png, table = tmp_path / "fit.png", tmp_path / "fit.csv"
+    code = main(["run", "--preset", "fit-line", "--steps", "200", "--json", "--plot",
+                 f"data={png}", "--plot", f"data={table}"])
+    assert code == 0
+    result = json.loads(capsys.readouterr().out)
+    w, b = (float(np.ravel(result["params"][n])[0]) for n in ("w", "b"))
+    rows = np.genfromtxt(table, delimiter=",", skip_header=1)
+    assert table.read_text().splitlines()[0].startswith("x,")
+    np.testing.assert_allclose(rows[:, 1], w * rows[:, 0] + b, rtol=1e-5, atol=1e-5)
+    from PySide6.QtGui import QImage
+    image = QImage(str(png))
+    assert image.width() > 500 and image.height() > 300
+
+
+def test_plot_data_without_data_is_refused_before_training(tmp_path, capsys):
+    assert main(["run", "--preset", "bowl", "--plot", f"data={tmp_path / 'x.png'}"]) == 2
+    assert "there is no data to draw" in capsys.readouterr().err
+    assert not (tmp_path / "x.png").exists()

@@ -21,8 +21,9 @@ from ..export import registry
 def add_figure_options(p: argparse.ArgumentParser) -> None:
     fig = p.add_argument_group("figures (drawn as in the window)")
     fig.add_argument("--plot", action="append", default=[], metavar="KIND=FILE",
-                     help="loss, trajectory or graph; .png or .svg (.csv: the data behind a "
-                     "plot; .json or .dot: the graph). Repeatable")
+                     help="loss, trajectory, graph or data (the data and the fitted model); "
+                     ".png or .svg (.csv: the numbers behind a plot; .json or .dot: the graph). "
+                     "Repeatable")
     fig.add_argument("--animation", metavar="FILE", help="the run growing step by step, .gif or .mp4")
     fig.add_argument("--frames", type=int, default=60, help="animation frames, 1 to 10000 (default 60)")
     fig.add_argument("--fps", type=float, default=15.0, help="animation frames per second, 0.1 "
@@ -79,6 +80,14 @@ def figure_requests(args: argparse.Namespace) -> list[tuple[str, str]]:
                                        getattr(args, "save_session", None)) if p]:
         check_writable(path)
     return plots
+
+
+def check_figures_fit(plots: list[tuple[str, str]], session) -> None:
+    """Before training: a figure of the data needs data."""
+    for kind, path in plots:
+        if kind == "data" and session.data is None:
+            raise GdvizError(f"--plot data={shown_path(path)}: there is no data to draw; give "
+                             "--data FILE.csv or --dataset NAME")
 
 
 def write_figures(args: argparse.Namespace, plots: list[tuple[str, str]], sim: Simulation) -> None:

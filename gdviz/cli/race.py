@@ -16,7 +16,8 @@ from ..core.status import Status
 from .options import (EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_OK, add_limit_options,
                       add_problem_options, parse_run_spec, parse_sweep, records_for,
                       save_session, session_from_args)
-from .output import Progress, add_figure_options, figure_requests, shown_path, write_figures
+from .output import (Progress, add_figure_options, check_figures_fit, figure_requests,
+                     shown_path, write_figures)
 from .run import use_one_thread_for_small
 
 
@@ -47,6 +48,7 @@ def main(args: argparse.Namespace) -> int:
     if args.out and not args.out.lower().endswith(".csv"):
         raise GdvizError(f"--out: '{shown_path(args.out)[:80]}' must end in .csv (the leaderboard)")
     plots = figure_requests(args)
+    check_figures_fit(plots, session)
     sim = Simulation(session)
     use_one_thread_for_small(sim)
     progress = Progress(sim.runset.steps) if sys.stdout.isatty() and not args.json else None

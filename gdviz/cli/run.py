@@ -21,8 +21,8 @@ from ..core.status import Status
 from .options import (EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_OK, add_limit_options,
                       add_optimizer_options, add_problem_options, save_session,
                       session_from_args)
-from .output import (Progress, add_figure_options, figure_requests, readable_summary,
-                     shown_path, write_figures)
+from .output import (Progress, add_figure_options, check_figures_fit, figure_requests,
+                     readable_summary, shown_path, write_figures)
 
 
 def add_parser(sub) -> None:
@@ -54,6 +54,7 @@ def main(args: argparse.Namespace) -> int:
         raise GdvizError("--curvature-every must be at least 1")
     session = session_from_args(args)
     plots = figure_requests(args)
+    check_figures_fit(plots, session)
     # run trains the session's selected run; --save-session puts it back among the others
     sim = Simulation(session.with_changes(runs=[session.run], selected=0))
     use_one_thread_for_small(sim)

@@ -85,9 +85,30 @@ def variable_name(header: str, index: int) -> str:
     return name
 
 
+#: the last file read, by (path, modification time, size): the window rebuilds its problem
+#: on every edit of the function, and a file of a million rows takes seconds to parse
+_last_read: tuple[tuple, Dataset] | None = None
+
+
 def read_csv(path: str | Path) -> Dataset:
-    """A CSV file with a header row, every other cell a finite number."""
+    """A CSV file with a header row, every other cell a finite number. An unchanged file
+    read again is not parsed again."""
+    global _last_read
     path = Path(path)
+    try:
+        stat = path.stat()
+        key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+    except OSError:
+        key = None
+    if key is not None and _last_read is not None and _last_read[0] == key:
+        return _last_read[1]
+    data = _read_csv(path)
+    if key is not None:
+        _last_read = (key, data)
+    return data
+
+
+def _read_csv(path: Path) -> Dataset:
     shown = path.name or str(path)
     try:
         size = path.stat().st_size

@@ -24,7 +24,7 @@ def _numpy(t: Any) -> np.ndarray | None:
 
 def capture_graph(problem: Problem, values: Mapping[str, Any]) -> ComputationGraph:
     """Evaluate ``problem`` at ``values`` ({name: array}), run backward, return the graph."""
-    env: dict[str, torch.Tensor] = {}
+    env: dict[str, torch.Tensor] = dict(problem.data_columns)  # the full data, no gradient
     for name in problem.names:
         t = torch.as_tensor(np.asarray(values[name], dtype=np.float32)).reshape(problem.shapes[name])
         env[name] = t.clone().requires_grad_(name not in problem.frozen)

@@ -143,6 +143,8 @@ class OffscreenFigures:
         # compute(fn) runs fn(problem) where torch may be used, and returns its result
         self.compute = compute or (lambda fn: fn(problem))
         self.window = None
+        self.size = size
+        self.data_view = None  # made when the data is drawn
         self.loss = LossPlotView()
         self.trajectory = TrajectoryView()
         for view in (self.loss, self.trajectory):
@@ -183,6 +185,33 @@ class OffscreenFigures:
     def trajectory_axes(self) -> list[tuple[str, int]]:
         return self.trajectory.axes
 
+    def data_picture(self):
+        """The data and each visible run's model (drawn in the data view): (FitPicture,
+        runs)."""
+        from ..core.analysis.fit import fit_picture
+        from ..qt.data_view import DataView
+
+        runs = self.runset.visible() or [self.selected]
+        if self.problem is not None and self.problem.data is None:
+            raise GdvizError("there is no data to draw: give --data FILE.csv or --dataset NAME")
+        rows = np.stack([np.asarray(r.values, dtype=np.float64) for r in runs])
+        picture = self.compute(lambda problem: fit_picture(problem, rows))
+        if self.data_view is None:
+            self.data_view = DataView()
+            self.data_view.setAttribute(Qt.WidgetAttribute.WA_DontShowOnScreen)
+            self.data_view.resize(*self.size)
+            self.data_view.show()
+        self.data_view.show_picture(picture, runs, self.runset.selected_id)
+        settle()
+        return picture, runs
+
+    @property
+    def data_plot(self) -> QWidget:
+        if self.data_view is None:
+            self.data_picture()
+        settle()
+        return self.data_view.plot
+
     @property
     def title(self) -> str:
         runs = [r for r in self.runset if r.settings.visible] or [self.selected]
@@ -202,7 +231,9 @@ class OffscreenFigures:
         export(self, kind, path, scale)
 
     def close(self) -> None:
-        for view in (self.loss, self.trajectory):
+        for view in (self.loss, self.trajectory, self.data_view):
+            if view is None:
+                continue
             view.close()
             view.deleteLater()
 

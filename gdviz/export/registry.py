@@ -40,6 +40,8 @@ def _register(kind: str, title: str, *formats: tuple[str, str]) -> None:
 _register("loss", "Loss plot", (".png", "PNG…"), (".svg", "SVG…"), (".csv", "Data (CSV)…"))
 _register("trajectory", "Trajectory plot", (".png", "PNG…"), (".svg", "SVG…"),
           (".csv", "Data (CSV)…"))
+_register("data", "Data and fit", (".png", "PNG…"), (".svg", "SVG…"),
+          (".csv", "Fit (CSV)…"))
 _register("graph", "Computation graph", (".png", "PNG…"), (".svg", "SVG…"),
           (".json", "Graph data (JSON)…"), (".dot", "Graphviz (DOT)…"))
 _register("window", "Whole window", (".png", "PNG…"), (".svg", "SVG…"))
@@ -48,7 +50,7 @@ _register("leaderboard", "Leaderboard", (".csv", "CSV…"))
 _register("animation", "Animation", (".gif", "GIF…"), (".mp4", "MP4…"))
 
 #: what --plot may write (figures and the data behind them)
-PLOT_KINDS = ("loss", "trajectory", "graph")
+PLOT_KINDS = ("loss", "trajectory", "graph", "data")
 
 
 def suffixes(kind: str) -> tuple[str, ...]:
@@ -138,6 +140,29 @@ def _plot_data(kind: str):
     return write
 
 
+def fit_table(picture, runs) -> tuple[list[str], list[list]]:
+    """The models behind the data view: one row per input point (the line of inputs, or
+    the grid of two), one column per run."""
+    labels = [r.label for r in runs]
+    if picture.kind == "curve":
+        xs = picture.grid[0]
+        return [picture.inputs[0], *labels], [[x, *picture.values[:, i]] for i, x in
+                                               enumerate(xs)]
+    gx, gy = picture.grid
+    return ([*picture.inputs, *labels],
+            [[x, y, *picture.values[:, j, i]] for j, y in enumerate(gy) for i, x in enumerate(gx)])
+
+
+def _fit(source, path: Path, scale: float) -> None:
+    picture, runs = source.data_picture()
+    if picture.kind == "none":
+        raise GdvizError(f"no fit to draw: {picture.reason}")
+    if path.suffix.lower() == ".csv":
+        _table(*fit_table(picture, runs), path)
+    else:
+        _image(lambda s: s.data_plot)(source, path, scale)
+
+
 def _history(source, path: Path, scale: float) -> None:
     source.selected.history.save(path)
 
@@ -160,6 +185,7 @@ WRITERS: dict[tuple[str, str], Callable[[Any, Path, float], None]] = {
     ("trajectory", ".png"): _image(lambda s: s.trajectory_plot),
     ("trajectory", ".svg"): _image(lambda s: s.trajectory_plot),
     ("trajectory", ".csv"): _plot_data("trajectory"),
+    ("data", ".png"): _fit, ("data", ".svg"): _fit, ("data", ".csv"): _fit,
     ("graph", ".png"): _graph, ("graph", ".svg"): _graph, ("graph", ".json"): _graph,
     ("graph", ".dot"): _graph,
     ("window", ".png"): _image(lambda s: s.window, titled=False),

@@ -29,7 +29,8 @@ from ..core.model import Run, RunSet, RunSettings, palette_color, ramp_color
 from ..core.params import ParamSpec
 from ..core.records import EngineBatch, ProblemInfo
 from ..core.report import run_summary
-from ..core.session import Session, apply_overrides, build_runset, session_from_runset
+from ..core.session import (DataSource, Session, apply_overrides, build_runset,
+                            session_from_runset)
 from ..core.status import Status
 from .worker import EngineWorker
 
@@ -290,13 +291,47 @@ class TrainingController(QObject):
             self.problemInvalid.emit(exc.field, exc.bare_message, exc.column or 0)
             return False
         # Keep what the table says for names still in the function; new names start as
-        # rand(1); names no longer there are dropped.
-        params = {n: params.get(n, ParamSpec()) for n in names}
+        # rand(1); names no longer there are dropped; data columns are not parameters.
+        columns = set(self.info.data.names) if self.info.data is not None else set()
+        params = {n: params.get(n, ParamSpec()) for n in names if n not in columns}
         new = apply_overrides(self.document(), function=function, loss=loss, params=params)
         if function != s.function:
             # An edited example is no longer that example: it saves under a name of its own.
             new = new.with_changes(name="", description="")
         return self._reload(new, f"The {what} changed, so the run was reset.")
+
+    def set_data(self, source: DataSource | None) -> None:
+        """Fit ``source``'s data (None: no data). Its columns stop being parameters (and
+        names that were columns become parameters again); the runs restart. Raises
+        GdvizError (a DataError for a file that cannot be read) when the data or the problem
+        with it cannot be used, leaving everything as it was."""
+        from ..core.expressions import compile_expression
+
+        s = self.session
+        dataset = source.load() if source is not None else None
+        columns = set(dataset.names) if dataset is not None else set()
+        names = compile_expression(s.function, "function", reserved=("y", "loss")).names
+        params = {n: s.params.get(n, ParamSpec()) for n in names if n not in columns}
+        batch = s.batch_size if source is not None else None
+        new = apply_overrides(self.document(), data=source, batch_size=batch, params=params)
+        previous = self._keepsake()
+        self.load_session(new)
+        self._remember(previous)
+        if dataset is None:
+            self.message.emit("The data was removed: its columns are parameters again, and the "
+                              "runs restart.")
+            return
+        notes = "; ".join(self.info.notes)
+        self.message.emit(f"Fitting {dataset.describe()}." + (f" Note: {notes}." if notes else "")
+                          + " The runs restart.")
+
+    def set_batch_size(self, batch_size: int | None) -> None:
+        """Rows per mini-batch (None: the full data every step); the runs restart."""
+        if batch_size == self.session.batch_size or self.session.data is None:
+            return
+        what = "full batch" if batch_size is None else f"mini-batches of {batch_size:,} rows"
+        self._reload(apply_overrides(self.document(), batch_size=batch_size),
+                     f"Now {what}, so the run was reset.")
 
     def set_seed(self, seed: int) -> None:
         if seed != self.session.seed:

@@ -11,13 +11,15 @@ from PySide6.QtCore import QObject, QSettings
 
 from ..core.errors import GdvizError
 from ..core.presets import load_preset
-from ..core.session import SUFFIX, Session
+from ..core.session import SUFFIX, DataSource, Session
 
 if TYPE_CHECKING:
     from .main_window import MainWindow
 
 MAX_RECENT = 8
 SESSION_FILTER = "gdviz sessions (*.gdviz.json *.json);;All files (*)"
+DATA_SUFFIXES = (".csv", ".tsv", ".txt")
+DATA_FILTER = "Data with a header row (*.csv *.tsv *.txt);;All files (*)"
 
 
 class Documents(QObject):
@@ -180,16 +182,54 @@ class Documents(QObject):
                                              self.refresh_recent_menu()))
         menu.setEnabled(bool(files))
 
+    # --- data -------------------------------------------------------------------------
+
+    def ask_open_data(self) -> bool:
+        path = self.window.ask_path("Open data", "", DATA_FILTER, save=False)
+        return bool(path) and self.open_data(path)
+
+    def open_data(self, path: str | Path) -> bool:
+        """Fit the CSV file at ``path``; on any error the window keeps what it had and says
+        why (the row and column of a bad cell)."""
+        path = Path(path)
+        try:
+            self.window.pause_and_wait()
+            self.controller.set_data(DataSource(path=str(path.resolve())))
+        except GdvizError as exc:
+            self.window.report_error(f"Cannot use {path.name} as data", str(exc))
+            return False
+        except (OSError, ValueError, MemoryError) as exc:
+            self.window.report_error(f"Cannot use {path.name} as data",
+                                     f"{type(exc).__name__}: {exc}")
+            return False
+        return True
+
+    def remove_data(self) -> bool:
+        try:
+            self.window.pause_and_wait()
+            self.controller.set_data(None)
+        except GdvizError as exc:
+            self.window.report_error("Cannot remove the data", str(exc))
+            return False
+        return True
+
     # --- drag and drop ------------------------------------------------------------------
 
     @staticmethod
     def dropped_file(event) -> str | None:
         urls = event.mimeData().urls() if event.mimeData().hasUrls() else []
         files = [u.toLocalFile() for u in urls if u.isLocalFile()]
-        return files[0] if files and files[0].endswith(".json") else None
+        return files[0] if files and files[0].lower().endswith((".json", *DATA_SUFFIXES)) \
+            else None
 
     def drop(self, event) -> None:
+        """A session file opens (replacing the session); a CSV file becomes the data."""
         path = self.dropped_file(event)
-        if path is not None and self.confirm_discard():
+        if path is None:
+            return
+        if path.lower().endswith(DATA_SUFFIXES):
+            event.acceptProposedAction()
+            self.open_data(path)
+        elif self.confirm_discard():
             event.acceptProposedAction()
             self.open(path)

@@ -37,6 +37,14 @@ class WindowSource:
     def trajectory_axes(self):
         return self._w.trajectoryView.axes
 
+    def data_picture(self):
+        """The data view brought up to date now: (FitPicture, the runs drawn)."""
+        return self._w.dataFit.picture_now()
+
+    @property
+    def data_plot(self):
+        return self._w.dataView.plot
+
     @property
     def runset(self):
         return self._w.controller.runset

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from ..core.model import Run
@@ -54,6 +54,8 @@ class LossPlotView(QWidget):
         # Plain curve items, decimated here (peak decimation, see plot_style.decimate): with a
         # curve per run, PlotDataItem's own per-item processing costs more than the drawing.
         self.curves: dict[int, pg.PlotCurveItem] = {}
+        # with mini-batches: the full data's loss at each epoch's start, dots on a dashed line
+        self.epochs: dict[int, pg.PlotDataItem] = {}
         self.marker = Marker("#d62728", 9)
         item.addItem(self.marker, ignoreBounds=True)
         layout.addWidget(self.plot, 1)
@@ -92,7 +94,9 @@ class LossPlotView(QWidget):
             self.legend.addItem(self.curves[run.id], run.label)
         if len(shown) > len(legend_entries(shown)):
             self.legend.addItem(pg.PlotDataItem(pen=None), f"… {len(shown)} runs")
-        self.legend.setVisible(len(shown) > 1)
+        if self.epochs:
+            self.legend.addItem(next(iter(self.epochs.values())), "full data, each epoch")
+        self.legend.setVisible(len(shown) > 1 or bool(self.epochs))
         if selected != self._selected:
             self._drawn.pop(selected, None)  # its marker moves to it
         self._selected = selected
@@ -101,6 +105,9 @@ class LossPlotView(QWidget):
         self.plot.getPlotItem().getViewBox().setRange(xRange=(0, 10), yRange=(0, 1), padding=0)
         for curve in self.curves.values():
             curve.setData([], [])
+        for item in self.epochs.values():
+            self.plot.getPlotItem().removeItem(item)
+        self.epochs = {}
         self.marker.move_to(math.nan, math.nan)
         self._data = []
         self._drawn = {}
@@ -110,6 +117,35 @@ class LossPlotView(QWidget):
         self._selected = selected
         arrays = [(r.id, r.history.steps, r.history.loss) for r in runs if r.settings.visible]
         self.refresh_arrays(arrays)
+        self.show_epochs(runs)
+
+    def show_epochs(self, runs: list[Run]) -> None:
+        """Each visible run's full-data loss per epoch (runs on mini-batches only): the
+        curve above is the loss of each step's batch, noisy; these dots are the data's."""
+        item = self.plot.getPlotItem()
+        for run in runs:
+            # (an animation's frames pass runs cut short, without epochs)
+            marks = getattr(run, "epoch_losses", []) if run.settings.visible else []
+            line = self.epochs.get(run.id)
+            if not marks:
+                if line is not None:
+                    item.removeItem(self.epochs.pop(run.id))
+                continue
+            if line is None:
+                color = run.settings.color or "#1f77b4"
+                line = self.epochs[run.id] = pg.PlotDataItem(
+                    pen=pg.mkPen(color, width=1.5, style=Qt.PenStyle.DashLine), symbol="o",
+                    symbolSize=6, symbolBrush=color, symbolPen="w")
+                line.setZValue(5)
+                item.addItem(line)
+                if len(self.epochs) == 1:
+                    self.legend.addItem(line, "full data, each epoch")
+                    self.legend.setVisible(True)
+            if line.xData is None or len(line.xData) != len(marks):
+                if len(marks) > 60:  # dots that would hide the batch curve: the line alone
+                    line.setSymbol(None)
+                steps, losses = zip(*marks)
+                line.setData(np.asarray(steps, float), np.asarray(losses, float))
 
     def refresh_arrays(self, arrays: list[tuple[int, np.ndarray, np.ndarray]]) -> None:
         """Draw (run id, steps, loss) for each run."""

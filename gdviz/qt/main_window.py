@@ -29,6 +29,9 @@ from .analysis import AnalysisController, run_from_start
 from .analysis_view import CurvatureView, LrRangeView
 from .controller import TrainingController
 from .controls import ControlsBar
+from .data_fit import DataFit
+from .data_panel import DataPanel
+from .data_view import DataView
 from .documents import Documents
 from .exporting import Exporting
 from .graph_view import GraphPanel
@@ -76,6 +79,7 @@ class MainWindow(QMainWindow):
         self.lastError = ""
         self._graph_window: _GraphWindow | None = None
         self._loaded_once = False
+        self._data_source: str | None = None
         self.controller = TrainingController(parent=self)
         try:
             self._build(session)
@@ -87,6 +91,8 @@ class MainWindow(QMainWindow):
         self.problemPanel = ProblemPanel()
         self.runsPanel = RunsPanel()
         self.problemPanel.layout().insertWidget(1, self.runsPanel)
+        self.dataPanel = DataPanel()
+        self.problemPanel.layout().insertWidget(1, self.dataPanel)
         self.controls = ControlsBar()
         self.lossView = LossPlotView()
         self.trajectoryView = TrajectoryView()
@@ -95,6 +101,8 @@ class MainWindow(QMainWindow):
         self.analyses = AnalysisController(self.controller, self)
         self.curvatureView = CurvatureView()
         self.lrRangeView = LrRangeView()
+        self.dataView = DataView()
+        self.dataFit = DataFit(self.controller, self.dataView, self)
         # The banner keeps its room whether it shows text or not: nothing below it may move
         # while the app is used (a click aimed at a box must land on that box).
         self.messageLabel = QLabel(objectName="messageLabel")
@@ -113,7 +121,10 @@ class MainWindow(QMainWindow):
         plots.addWidget(self.trajectoryView)
         plots.setSizes([500, 500])
         self.bottomTabs = QTabWidget(objectName="bottomTabs")
+        self.bottomTabs.addTab(self.dataView, "Data and fit")
+        self.bottomTabs.setTabVisible(0, False)  # until there is data
         self.bottomTabs.addTab(self.graphArea, "Computation graph")
+        self.bottomTabs.setCurrentWidget(self.graphArea)
         self.bottomTabs.addTab(self.leaderboard, "Leaderboard")
         self.bottomTabs.addTab(self.curvatureView, "Curvature")
         self.bottomTabs.addTab(self.lrRangeView, "LR range test")
@@ -163,6 +174,11 @@ class MainWindow(QMainWindow):
         file = self.fileMenu = bar.addMenu("&File")
         self._action(file, "&Open…", self.documents.ask_open, "Ctrl+O", "Open a session file (.gdviz.json)")
         self.recentMenu = file.addMenu("Open &Recent")
+        self._action(file, "Open &data…", self.documents.ask_open_data, "Ctrl+D",
+                     "Fit a model to a CSV file: its columns become variables of the function "
+                     "and the loss")
+        self.removeDataAction = self._action(file, "Remove data", self.documents.remove_data,
+                                             tip="Stop fitting data")
         self.examplesMenu = file.addMenu("&Examples")
         for name, preset in all_presets():
             action = self._action(self.examplesMenu, preset.name,
@@ -352,6 +368,10 @@ class MainWindow(QMainWindow):
         c.runFinished.connect(self.runFinished)
         c.message.connect(self.show_message)
         self._connect_analyses()
+        d = self.dataPanel
+        d.openRequested.connect(self.documents.ask_open_data)
+        d.removeRequested.connect(self.documents.remove_data)
+        d.batchSizeChanged.connect(c.set_batch_size)
 
     def _connect_analyses(self) -> None:
         a, t, panel = self.analyses, self.trajectoryView, self.problemPanel
@@ -520,12 +540,37 @@ class MainWindow(QMainWindow):
         self.lossView.clear()
         self.curvatureView.clear()
         self.lrRangeView.clear()
+        self._show_data()
         self._problem_ok = True
         self._update_controls()
         if first:
             self.documents.mark_saved()
             if self.messageLabel.text().startswith("Starting torch"):
                 self.clear_message()
+
+    def _epochs_text(self, step: int) -> str:
+        """With mini-batches, how many passes over the data ``step`` steps make."""
+        info = self.controller.info
+        if info is None or info.data is None or not info.batch_size:
+            return ""
+        per_epoch = max(1, info.data.rows // info.batch_size)  # the last partial batch is dropped
+        return f" · epoch {step / per_epoch:,.1f}"
+
+    def _show_data(self) -> None:
+        """The data box, and the data tab: shown (and brought forward) for a new dataset."""
+        c = self.controller
+        data = c.info.data
+        self.dataPanel.show_data(data, c.info.batch_size, c.info.notes)
+        self.removeDataAction.setEnabled(data is not None)
+        index = self.bottomTabs.indexOf(self.dataView)
+        self.bottomTabs.setTabVisible(index, data is not None)
+        source = data.source if data is not None else None
+        if source != self._data_source and data is not None:
+            self.bottomTabs.setCurrentIndex(index)
+        elif data is None and self.bottomTabs.currentIndex() == index:
+            self.bottomTabs.setCurrentWidget(self.graphArea)
+        self._data_source = source
+        self.dataFit.reset()
 
     def _on_controller_runs_changed(self) -> None:
         c = self.controller
@@ -593,7 +638,9 @@ class MainWindow(QMainWindow):
         self.runsPanel.show_progress(runs)
         if self.leaderboard.isVisible():
             self.leaderboard.refresh(c.runset)
-        self.stepLabel.setText(f"step {c.step:,}")
+        if self.dataView.isVisible():
+            self.dataFit.refresh()
+        self.stepLabel.setText(f"step {c.step:,}" + self._epochs_text(c.step))
         self.lossLabel.setText("loss " + (f"{c.last_loss:.6g}" if math.isfinite(c.last_loss) else "—"))
         rate = c.steps_per_s
         self.rateLabel.setText(f"{rate:,.0f} step{'' if round(rate) == 1 else 's'}/s"

@@ -31,6 +31,7 @@ class FitPicture:
     grid: list[np.ndarray] = field(default_factory=list)          # xs, or (gx, gy)
     values: np.ndarray | None = None  # (runs, G) for a curve, (runs, G, G) for a field
     probability: bool = False         # the values went through a sigmoid (logits drawn)
+    rows: int = 0                     # rows of the data (points holds at most MAX_POINTS)
 
 
 def roles(problem: Problem) -> tuple[list[str], list[str]]:
@@ -57,7 +58,7 @@ def fit_picture(problem: Problem, rows: np.ndarray, resolution: int | None = Non
     if problem.data is None:
         return FitPicture("none", [], [], "there is no data: open a CSV file (File > Open data)")
     inputs, targets = roles(problem)
-    picture = FitPicture("none", inputs, targets)
+    picture = FitPicture("none", inputs, targets, rows=problem.data_rows)
     if not inputs:
         picture.reason = "the function reads no data column"
         return picture
