@@ -22,6 +22,13 @@ def main(args: argparse.Namespace) -> int:
         return fail("no display to open the window on (DISPLAY is not set). Run gdviz on a "
                     "desktop, or start a virtual screen (Xvfb :99 & export DISPLAY=:99); "
                     "gdviz run, race, grad and graph work without one")
+    if sys.platform.startswith("linux") and os.environ.get("DISPLAY") and \
+            os.environ.get("QT_QPA_PLATFORM", "xcb").startswith("xcb"):
+        from .display_check import advice, missing_libraries
+
+        missing = missing_libraries()
+        if missing:  # Qt itself would abort with a message that names none of them
+            return fail(advice(missing))
     try:
         from ..qt.app import main as gui_main
     except ImportError as exc:
