@@ -94,6 +94,43 @@ def test_a_row_alone_equals_the_same_row_in_a_group(name, hypers):
         assert torch.equal(alone["b"][0], together["b"][r])
 
 
+@pytest.mark.parametrize("amsgrad", [False, True])
+def test_adam_and_adamw_rows_race_in_one_group_each_as_torch_has_it(amsgrad):
+    """Adam's weight decay goes into the gradient, AdamW's into the parameter: one group
+    holds both (one update for the two), each row equal to torch and to itself alone."""
+    rows = [("adam", {"lr": 0.05, "weight_decay": 0.1, "amsgrad": amsgrad}),
+            ("adamw", {"lr": 0.03, "weight_decay": 0.2, "amsgrad": amsgrad}),
+            ("adam", {"lr": 0.02, "amsgrad": amsgrad}),
+            ("adamw", {"lr": 0.05, "amsgrad": amsgrad})]
+    w0, b0 = starts(len(rows))
+
+    def run(indices, steps=30):
+        group = UpdateGroup([rows[i][0] for i in indices], [rows[i][1] for i in indices],
+                            {"w": (3,), "b": (2, 2)}, torch.device("cpu"))
+        params = {"w": w0[indices].clone(), "b": b0[indices].clone()}
+        for _ in range(steps):
+            leaves = {k: v.detach().requires_grad_() for k, v in params.items()}
+            torch.stack([loss_of(leaves["w"][r], leaves["b"][r])
+                         for r in range(len(indices))]).sum().backward()
+            params = group.step({k: v.detach() for k, v in leaves.items()},
+                                {k: v.grad for k, v in leaves.items()})
+        return params
+
+    together = run([0, 1, 2, 3])
+    for r, (name, hypers) in enumerate(rows):
+        alone = run([r])
+        assert torch.equal(alone["w"][0], together["w"][r])
+        assert torch.equal(alone["b"][0], together["b"][r])
+        w, b = w0[r].clone().requires_grad_(), b0[r].clone().requires_grad_()
+        opt = torch_optimizer(name, [w, b], normalize_hypers(name, hypers))
+        for _ in range(30):
+            opt.zero_grad()
+            loss_of(w, b).backward()
+            opt.step()
+        torch.testing.assert_close(together["w"][r], w.detach(), rtol=2e-5, atol=2e-6)
+        torch.testing.assert_close(together["b"][r], b.detach(), rtol=2e-5, atol=2e-6)
+
+
 def test_state_round_trips_through_plain_data():
     group = UpdateGroup("adam", [{"lr": 0.1}, {"lr": 0.2}], {"w": (3,)}, torch.device("cpu"))
     p = {"w": torch.ones(2, 3)}
@@ -124,6 +161,7 @@ def test_rule_changes_with_structural_settings():
     assert rule_of("sgd", normalize_hypers("sgd", {})) == "sgd"
     assert rule_of("sgd", normalize_hypers("sgd", {"momentum": 0.9})) == "momentum"
     assert rule_of("rmsprop", normalize_hypers("rmsprop", {"centered": True})) == "rmsprop-centered"
+    assert rule_of("adamw", normalize_hypers("adamw", {})) == rule_of("adam", normalize_hypers("adam", {}))
 
 
 def test_a_state_that_does_not_fit_says_why():

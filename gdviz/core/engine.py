@@ -224,8 +224,8 @@ class Engine:
         ids = self.runnable()
         if not ids:
             return
-        key = {i: (self.runs[i].optimizer, rule_of(self.runs[i].optimizer, self.runs[i].hypers))
-               for i in ids}
+        # one group per update rule (Adam and AdamW rows share one: see updates.rule_of)
+        key = {i: rule_of(self.runs[i].optimizer, self.runs[i].hypers) for i in ids}
         kinds = list(dict.fromkeys(key.values()))
         order = sorted(ids, key=lambda i: kinds.index(key[i]))
         runs = [self.runs[i] for i in order]
@@ -243,7 +243,8 @@ class Engine:
             while stop < len(runs) and key[order[stop]] == key[order[start]]:
                 stop += 1
             part = runs[start:stop]
-            group = UpdateGroup(part[0].optimizer, [r.hypers for r in part], width, self.device,
+            group = UpdateGroup([r.optimizer for r in part], [r.hypers for r in part], width,
+                                self.device,
                                 [self._flat_state(r.state) for r in part],
                                 [r.schedule for r in part], [r.clip_norm for r in part],
                                 [r.step for r in part], self.max_steps)

@@ -54,7 +54,9 @@ def rule_of(optimizer: str, hypers: Mapping[str, Any]) -> str:
     if optimizer == "sgd":
         return "momentum" if hypers["momentum"] else "sgd"
     if optimizer in ("adam", "adamw"):
-        return f"{optimizer}-amsgrad" if hypers["amsgrad"] else optimizer
+        # one rule for both: AdamW is Adam with its weight decay applied to the parameter
+        # instead of the gradient, a per-row choice (so Adam and AdamW race as one group)
+        return "adam-amsgrad" if hypers["amsgrad"] else "adam"
     if optimizer == "rmsprop":
         return "rmsprop" + ("-centered" if hypers["centered"] else "") + \
             ("-momentum" if hypers["momentum"] else "")
@@ -62,11 +64,14 @@ def rule_of(optimizer: str, hypers: Mapping[str, Any]) -> str:
 
 
 def state_keys(rule: str) -> tuple[str, ...]:
-    return STATE_KEYS[rule.replace("adamw", "adam")]
+    return STATE_KEYS[rule]
 
 
 class UpdateGroup:
     """The runs (rows) that share one update rule; see the module docstring.
+
+    ``optimizer`` names every row's optimizer, or each row's (Adam and AdamW rows share
+    the rule "adam").
 
     ``shapes`` are the trainable parameters' shapes without the run dimension.
     ``states`` gives each row's saved state (None: fresh).
@@ -77,16 +82,18 @@ class UpdateGroup:
     torch.nn.utils.clip_grad_norm_ does.
     """
 
-    def __init__(self, optimizer: str, hypers: Sequence[Mapping[str, Any]],
+    def __init__(self, optimizer: str | Sequence[str], hypers: Sequence[Mapping[str, Any]],
                  shapes: Mapping[str, tuple[int, ...]], device: torch.device,
                  states: Sequence[RowState | None] | None = None,
                  schedules: Sequence[Schedule] | None = None,
                  clip_norms: Sequence[float | None] | None = None,
                  run_steps: Sequence[int] | None = None, total: int = 1):
-        self.optimizer = optimizer
-        self.hypers = [normalize_hypers(optimizer, h) for h in hypers]
-        self.rule = rule_of(optimizer, self.hypers[0])
-        if any(rule_of(optimizer, h) != self.rule for h in self.hypers):
+        self.optimizers = [optimizer] * len(hypers) if isinstance(optimizer, str) \
+            else list(optimizer)
+        self.optimizer = self.optimizers[0]
+        self.hypers = [normalize_hypers(o, h) for o, h in zip(self.optimizers, hypers)]
+        self.rule = rule_of(self.optimizer, self.hypers[0])
+        if any(rule_of(o, h) != self.rule for o, h in zip(self.optimizers, self.hypers)):
             raise ValueError("every row of a group must use the same update rule")
         self.shapes = dict(shapes)
         self.device = device
@@ -128,11 +135,16 @@ class UpdateGroup:
             if key in h:
                 derived[f"1-{key}"] = 1.0 - h[key]
         derived["-lr"] = -h["lr"]
-        if self.optimizer == "adamw":
-            derived["1-lr*wd"] = 1.0 - h["lr"] * h["weight_decay"]
+        # weight decay: AdamW's rows decay the parameter (1 - lr*wd), every other row adds
+        # wd * param to the gradient (L2); a row does one or the other, never both
+        self._decoupled = np.array([o == "adamw" for o in self.optimizers])
+        derived["l2"] = np.where(self._decoupled, 0.0, h["weight_decay"])
+        self._no_l2 = bool(np.all(derived["l2"] == 0))
+        self._no_decoupled = bool(np.all(h["weight_decay"][self._decoupled] == 0))
+        if not self._no_decoupled:
+            derived["1-lr*wd"] = 1.0 - h["lr"] * np.where(self._decoupled, h["weight_decay"], 0.0)
         self._values = derived
         self._constants = {}
-        self._no_decay = bool(np.all(h["weight_decay"] == 0))
         #: the hyperparameters (and derived values) every row shares, as Python floats
         self._uniform = {k: float(np.float32(v[0])) for k, v in derived.items()
                          if len(v) == 1 or (v == v[0]).all()}
@@ -178,8 +190,9 @@ class UpdateGroup:
     def set_hyper(self, row: int, name: str, value: Any) -> None:
         """Change one row's hyperparameter; the state is kept (as torch keeps it when a
         param_group's value changes)."""
-        new = normalize_hypers(self.optimizer, {**self.hypers[row], name: value})
-        if rule_of(self.optimizer, new) != self.rule:
+        optimizer = self.optimizers[row]
+        new = normalize_hypers(optimizer, {**self.hypers[row], name: value})
+        if rule_of(optimizer, new) != self.rule:
             raise ValueError("this change needs another update rule")
         self.hypers[row] = new
         self._build_constants()
@@ -191,8 +204,9 @@ class UpdateGroup:
         in place)."""
         index = torch.as_tensor(list(rows), dtype=torch.long, device=self.device)
         group = object.__new__(UpdateGroup)
+        group.optimizers = [self.optimizers[r] for r in rows]
         group.optimizer, group.rule, group.shapes, group.device = \
-            self.optimizer, self.rule, self.shapes, self.device
+            group.optimizers[0], self.rule, self.shapes, self.device
         group.hypers = [self.hypers[r] for r in rows]
         group.rows = len(group.hypers)
         group.steps = self.steps[list(rows)].copy()
@@ -246,8 +260,9 @@ class UpdateGroup:
         """This step's rates in place of the base rates (torch's schedulers set
         param_group['lr'] the same way, between steps)."""
         values = {"lr": lrs, "-lr": -lrs}
-        if self.optimizer == "adamw":
-            values["1-lr*wd"] = 1.0 - lrs * self._values["weight_decay"]
+        if not self._no_decoupled:
+            values["1-lr*wd"] = 1.0 - lrs * np.where(self._decoupled,
+                                                     self._values["weight_decay"], 0.0)
         for key, v in values.items():
             self._values[key] = v
             if (v == v[0]).all():
@@ -287,9 +302,9 @@ class UpdateGroup:
 
     def _decayed(self, p: torch.Tensor, g: torch.Tensor, rank: int) -> torch.Tensor:
         """L2 weight decay folded into the gradient, as torch does (grad + wd * param)."""
-        if self._no_decay:
+        if self._no_l2:
             return g
-        return self._addcmul(g, "weight_decay", p, None, rank)
+        return self._addcmul(g, "l2", p, None, rank)
 
     # Fewer operations where every row has the same value: a scalar ``value=`` folds the
     # multiplication into the kernel. Both forms round alike (value * t1 * t2 is computed as
@@ -362,15 +377,11 @@ class UpdateGroup:
             bc2 = 1.0 - self._values["beta2"] ** steps
             neg_step_size = self._per_step(-(self._values["lr"] / bc1), 0)
             bc2_sqrt = self._per_step(np.sqrt(bc2), 0)
-        decoupled = self.optimizer == "adamw"
         for name, p in params.items():
             rank = p.dim() - 1
-            g = grads[name]
-            if decoupled:
-                if not self._no_decay:
-                    p = p * self.const("1-lr*wd", rank)
-            else:
-                g = self._decayed(p, g, rank)
+            g = self._decayed(p, grads[name], rank)   # Adam's rows (L2)
+            if not self._no_decoupled:                # AdamW's rows (1.0 for Adam's)
+                p = p * self.const("1-lr*wd", rank)
             exp_avg = torch.lerp(self.state["exp_avg"][name], g, self.const("1-beta1", rank))
             sq = self._addcmul(self.state["exp_avg_sq"][name] * self.const("beta2", rank),
                                "1-beta2", g, g, rank)
