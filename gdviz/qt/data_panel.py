@@ -9,8 +9,7 @@ from PySide6.QtWidgets import (QFormLayout, QGroupBox, QHBoxLayout, QLabel, QPus
 
 from ..core.data import MAX_ROWS
 
-_NO_DATA = ("No data: the function is all there is to minimize. To fit a model to points, "
-            "open a CSV file with a header row (File > Open data…, or drop it here).")
+_NO_DATA = "No data. To fit a model to points, open a CSV file (or drop it here)."
 
 
 class DataPanel(QGroupBox):
@@ -51,7 +50,8 @@ class DataPanel(QGroupBox):
         buttons.addStretch(1)
         form.addRow(self.summaryLabel)
         form.addRow(self.notesLabel)
-        form.addRow("Batch size", self.batchSpin)
+        self.batchLabel = QLabel("Batch size")
+        form.addRow(self.batchLabel, self.batchSpin)
         form.addRow(buttons)
         self.show_data(None, None, ())
 
@@ -68,8 +68,8 @@ class DataPanel(QGroupBox):
             self.batchSpin.setMaximum(data.rows)
             self.batchSpin.setValue(batch_size or 0)
         self.batchSpin.blockSignals(blocked)
-        for widget in (self.batchSpin, self.removeButton):
-            widget.setEnabled(data is not None)
+        for widget in (self.batchLabel, self.batchSpin, self.removeButton):
+            widget.setVisible(data is not None)  # compact while there is nothing to batch
         self.notesLabel.setText("; ".join(notes).capitalize())
         self.notesLabel.setVisible(bool(notes))
 

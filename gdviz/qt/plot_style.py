@@ -88,12 +88,12 @@ def decimate(x: np.ndarray, y: np.ndarray, limit: int) -> tuple[np.ndarray, np.n
     return x[keep], y[keep]
 
 
-def legend_entries(items: list) -> list:
-    """At most MAX_LEGEND of ``items``, evenly spread and always with the first and last:
+def legend_entries(items: list, limit: int = MAX_LEGEND) -> list:
+    """At most ``limit`` of ``items``, evenly spread and always with the first and last:
     a sweep of 64 runs keeps a legend that names its range without covering the plot."""
-    if len(items) <= MAX_LEGEND:
+    if len(items) <= limit:
         return list(items)
-    picks = np.linspace(0, len(items) - 1, MAX_LEGEND).round().astype(int)
+    picks = np.linspace(0, len(items) - 1, limit).round().astype(int)
     return [items[i] for i in dict.fromkeys(picks)]
 
 

@@ -43,6 +43,9 @@ ARROW_PX = 70
 GRID_1D = 400
 MAX_PATH_POINTS = 5000
 MAX_LINES = 12
+#: runs named at most in the landscape's legend, which lies over the paths (a sweep: its
+#: first, its last and a few between)
+LANDSCAPE_LEGEND = 8
 
 
 def thin(x: np.ndarray, limit: int) -> np.ndarray:
@@ -406,9 +409,11 @@ class TrajectoryView(QWidget):
             drawing.marker.setVisible(run.settings.visible and drawing.marker.point is not None)
             drawing.path.setZValue(2 if run.id == selected else 1)
         if len(shown) > 1:
-            for run in legend_entries(shown):
+            # fewer names than the loss plot's: this legend sits over the paths themselves
+            named = legend_entries(shown, LANDSCAPE_LEGEND)
+            for run in named:
                 self.legend.addItem(self.drawings[run.id].path, run.label)
-            if len(shown) > len(legend_entries(shown)):
+            if len(shown) > len(named):
                 self.legend.addItem(pg.PlotDataItem(pen=None), f"… {len(shown)} runs")
         if self.mode == "2d":
             # what the markers mean, for a slide read without the app
@@ -427,7 +432,8 @@ class TrajectoryView(QWidget):
         on = self.basins_shown
         # the basins' legend takes the lower right corner; the runs' goes wide and flat along
         # the top, so that both leave the middle of the map (where minima tend to be) in view
-        columns = 2 if on else 1
+        # (and so does a legend of many runs: wide and flat covers fewer of the paths)
+        columns = 2 if on or len(self.legend.items) > 6 else 1
         if self.legend.columnCount != columns:
             self.legend.setColumnCount(columns)
         for run_id, drawing in self.drawings.items():
