@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from gdviz.cli import main
-from gdviz.core.graph import CONSTANT, FROZEN, PARAM, layout_graph
+from gdviz.core.graph import CONSTANT, FROZEN, PARAM, REPEAT, layout_graph
 from gdviz.core.graph_capture import capture_graph
 from gdviz.core.problem import ParamSpec, Problem
 
@@ -179,7 +179,8 @@ def test_large_graph_layout_runs_off_the_gui_thread(qtbot, window, monkeypatch):
         return real_layout(*args, **kwargs)
 
     monkeypatch.setattr(graph_view, "layout_graph", recording_layout)
-    text = " + ".join(f"sin({k}*x)" for k in range(1, 301))  # about 600 nodes
+    # about 600 nodes, none folded (sin and cos alternate: no two neighbouring terms alike)
+    text = " + ".join(f"{'sin' if k % 2 else 'cos'}({k}*x)" for k in range(1, 301))
     window.problemPanel.functionEdit.setText(text)
     window.problemPanel.lossEdit.setText("y")
     window.problemPanel._emit_problem()
@@ -220,3 +221,74 @@ def test_the_layout_thread_is_one_and_ends_with_the_panel(qtbot):
     assert thread.isRunning()
     panel.shutdown()
     assert thread.isFinished()
+
+
+# --- long sums, folded ----------------------------------------------------------------------
+
+def long_sum(n, extra=""):
+    text = " + ".join(f"(x - {k})**2" for k in range(1, n + 1)) + extra
+    problem = Problem(text, "y", {"x": ParamSpec("0")})
+    return capture_graph(problem, {"x": np.array(0.0)}).without_constants()
+
+
+def test_alike_terms_of_a_long_sum_fold_into_one_box():
+    g = long_sum(30)
+    folded = g.collapsed()
+    repeats = [n for n in folded.nodes if n.kind == REPEAT]
+    assert len(repeats) == 1 and "25 more terms like (x - 5)**2" in repeats[0].label
+    assert len(folded.nodes) < 20 < len(g.nodes)
+    kept = {n.label for n in folded.nodes}
+    assert {"(x - 1)**2", "(x - 2)**2", "(x - 30)**2"} <= kept and "(x - 17)**2" not in kept
+    # the chain passes through the box: one link in, one out, carrying d loss = 1; x feeds it
+    repeat = repeats[0].id
+    x = next(n.id for n in folded.nodes if n.kind == PARAM)
+    assert sorted((e.source == repeat, e.target == repeat) for e in folded.edges
+                  if repeat in (e.source, e.target)) == [(False, True), (False, True), (True, False)]
+    assert {float(e.grad) for e in folded.edges if e.target == repeat and e.source != x} == {1.0}
+    # the nodes kept are the graph's own, values and gradients untouched
+    node = next(n for n in folded.nodes if n.label == "(x - 30)**2")
+    assert node is g.node(node.id) and float(node.grad) == 1.0
+    layout_graph(folded)  # and it lays out
+
+
+def test_short_sums_and_unlike_terms_stay_as_they_are():
+    g = long_sum(6)
+    assert g.collapsed() is g
+    # a run of 7 alike terms broken by an unlike one: nothing reaches 8 alike in a row
+    mixed = " + ".join([f"(x - {k})**2" for k in range(1, 8)] + ["sin(x)"] +
+                       [f"(x - {k})**2" for k in range(8, 15)])
+    problem = Problem(mixed, "y", {"x": ParamSpec("0")})
+    g = capture_graph(problem, {"x": np.array(0.0)}).without_constants()
+    assert g.collapsed() is g
+
+
+def test_graph_cli_folds_what_it_draws_unless_asked(capsys, tmp_path, qapp):
+    text = " + ".join(f"(x - {k})**2" for k in range(1, 21))
+    assert main(["graph", "--function", text, "--param", "x=0", "--out", str(tmp_path / "g.svg")]) == 0
+    assert "folded into 1 box" in capsys.readouterr().out
+    assert "more terms like" in (tmp_path / "g.svg").read_text()
+    assert main(["graph", "--function", text, "--param", "x=0", "--unfold", "--out",
+                 str(tmp_path / "all.svg")]) == 0
+    assert "folded" not in capsys.readouterr().out
+    assert "more terms like" not in (tmp_path / "all.svg").read_text()
+    assert "(x - 17)**2" in (tmp_path / "all.svg").read_text()
+
+
+def test_the_graph_panel_folds_long_sums_and_unfolds_on_request(qtbot, window):
+    from PySide6.QtCore import Qt
+
+    panel = window.graphArea
+    text = " + ".join(f"(x - {k})**2" for k in range(1, 21))
+    edit = window.problemPanel.functionEdit
+    edit.selectAll()
+    qtbot.keyClick(edit, Qt.Key.Key_Delete)
+    qtbot.keyClicks(edit, text)
+    window.problemPanel.flush()
+    window.redraw()
+    panel.refresh_now()
+    qtbot.waitUntil(lambda: panel.graph is not None and
+                    any(n.kind == REPEAT for n in panel.graph.nodes), timeout=20_000)
+    folded = len(panel.graph.nodes)
+    qtbot.mouseClick(panel.foldCheck, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: panel.graph is not None and len(panel.graph.nodes) > folded
+                    and not any(n.kind == REPEAT for n in panel.graph.nodes), timeout=20_000)

@@ -18,6 +18,8 @@ def add_parser(sub) -> None:
     p.add_argument("--out", metavar="FILE", help="write the graph: .svg or .png (the window's "
                    "drawing), .json (nodes and edges) or .dot (Graphviz)")
     p.add_argument("--scale", type=float, default=2.0, help="PNG scale factor (default 2)")
+    p.add_argument("--unfold", action="store_true", help="draw every term of a long sum (by "
+                   "default 8 or more alike terms are folded into one box)")
     p.set_defaults(handler=main)
 
 
@@ -52,8 +54,14 @@ def main(args: argparse.Namespace) -> int:
             from ..qt.offscreen import ensure_app
 
             ensure_app()
-            save_graph(graph, args.out, args.scale)
+            save_graph(graph, args.out, args.scale, fold=not args.unfold)
+        drawn = graph.without_constants()
+        folded = sum(n.kind == "repeat" for n in drawn.collapsed().nodes) if not args.unfold else 0
+        note = f"; drawn with long sums folded into {folded} box{'es' * (folded != 1)}, " \
+            "--unfold draws every node" if folded else ""
     else:
-        save_graph_text(graph, args.out)  # .json or .dot, without Qt
-    print(f"wrote {shown_path(args.out)} ({len(graph.nodes)} nodes, {len(graph.edges)} edges)")
+        save_graph_text(graph, args.out)  # .json or .dot, without Qt: every node
+        note = ""
+    print(f"wrote {shown_path(args.out)} ({len(graph.nodes)} nodes, {len(graph.edges)} edges"
+          f"{note})")
     return EXIT_OK

@@ -25,6 +25,8 @@ from typing import Any, Mapping
 import numpy as np
 
 PARAM, FROZEN, CONSTANT, OP = "param", "frozen", "constant", "op"
+#: a node standing for many alike terms of a long sum (see :func:`collapse_repeats`)
+REPEAT = "repeat"
 
 
 @dataclass
@@ -73,6 +75,11 @@ class ComputationGraph:
                                  {i: p for i, p in self.positions.items() if i in ids}, self.direction)
         graph.full_key = self.structure_key()
         return graph
+
+    def collapsed(self) -> "ComputationGraph":
+        """The graph with long runs of alike terms folded into one node each (see
+        :func:`collapse_repeats`); ids of the nodes kept unchanged."""
+        return collapse_repeats(self)
 
     def structure_key(self) -> tuple:
         """Equal for two graphs that differ only in values and gradients."""
@@ -151,12 +158,108 @@ def node_lines(node: GraphNode) -> list[str]:
     lines = [title]
     if node.op:
         lines.append(node.op)
-    if node.kind == CONSTANT:
+    if node.kind in (CONSTANT, REPEAT):
         return lines
     lines.append(f"value {summarize(node.value)}")
     if node.kind != FROZEN:
         lines.append(f"grad {summarize(node.grad)}")
     return lines
+
+
+# --- folding long sums ------------------------------------------------------------------
+
+def collapse_repeats(graph: ComputationGraph, min_terms: int = 8, head: int = 2,
+                     tail: int = 1) -> ComputationGraph:
+    """A long chain of one operation whose other inputs are alike sub-graphs (the terms of
+    ``(x - 1)**2 + (x - 2)**2 + ... + (x - 50)**2``) keeps its first ``head`` and last
+    ``tail`` terms; the terms between, with their links of the chain, become one REPEAT
+    node ("⋯ 47 more terms like (x - 3)**2") that the chain passes through and that every
+    shared input of the hidden terms (x) feeds. Runs of fewer than ``min_terms`` alike
+    terms are left as they are. Terms are alike when the nodes that only they use have the
+    same operations in the same order."""
+    nodes = {n.id: n for n in graph.nodes}
+    ins: dict[int, list[int]] = {i: [] for i in nodes}
+    outs: dict[int, list[int]] = {i: [] for i in nodes}
+    for e in graph.edges:
+        ins[e.target].append(e.source)
+        outs[e.source].append(e.target)
+
+    def link(n: int) -> int | None:
+        """The chain's previous link into ``n``: the one input with n's operation that
+        feeds n alone."""
+        if nodes[n].kind != OP:
+            return None
+        found = [i for i in dict.fromkeys(ins[n]) if nodes[i].kind == OP
+                 and nodes[i].op == nodes[n].op and outs[i] == [n]]
+        return found[0] if len(found) == 1 else None
+
+    def own(root: int) -> list[int]:
+        """``root`` and the nodes above it that feed nothing else (a term's own nodes)."""
+        mine, queue = [root], [root]
+        seen = {root}
+        while queue:
+            for i in dict.fromkeys(ins[queue.pop(0)]):
+                if i not in seen and outs[i] and all(o in seen for o in outs[i]):
+                    seen.add(i)
+                    mine.append(i)
+                    queue.append(i)
+        return mine
+
+    previous = {n: link(n) for n in nodes}
+    has_next = {p for p in previous.values() if p is not None}
+    hidden: set[int] = set()
+    extra_nodes: list[GraphNode] = []
+    extra_edges: list[GraphEdge] = []
+    next_id = max(nodes, default=-1) + 1
+    for end in nodes:
+        if previous[end] is None or end in has_next:
+            continue
+        chain = [end]
+        while previous[chain[-1]] is not None and len(chain) <= len(nodes):
+            chain.append(previous[chain[-1]])
+        chain.reverse()   # chain[k] = chain[k-1] (op) term[k]
+        terms = [[i for i in ins[c] if i != chain[k - 1]] for k, c in enumerate(chain) if k]
+        if len(terms) < min_terms or any(len(t) != 1 for t in terms):
+            continue
+        owned = [own(t[0]) for t in terms]
+        kinds = [tuple((nodes[i].kind, nodes[i].op) for i in o) for o in owned]
+        k = 0
+        while k < len(terms):
+            j = k
+            while j < len(terms) and kinds[j] == kinds[k]:
+                j += 1
+            first, last = k + head, j - tail    # terms[first:last] are folded
+            if j - k >= min_terms and last - first >= 2:
+                gone = {i for o in owned[first:last] for i in o} | set(chain[first + 1:last + 1])
+                hidden |= gone
+                repeat = GraphNode(next_id, REPEAT, _clip_label(
+                    f"⋯ {last - first} more terms like {nodes[terms[first][0]].label}"),
+                    f"{last - first} alike terms folded")
+                next_id += 1
+                extra_nodes.append(repeat)
+                into = _edge(graph, chain[first], chain[first + 1])
+                out = _edge(graph, chain[last], chain[last + 1]) if last + 1 < len(chain) else None
+                extra_edges.append(GraphEdge(chain[first], repeat.id, into.grad if into else None))
+                if last + 1 < len(chain):
+                    extra_edges.append(GraphEdge(repeat.id, chain[last + 1],
+                                                 out.grad if out else None))
+                shared = {i for o in owned[first:last] for n in o for i in ins[n]} - gone
+                extra_edges += [GraphEdge(i, repeat.id) for i in sorted(shared)]
+            k = j
+    if not hidden:
+        return graph
+    kept = [n for n in graph.nodes if n.id not in hidden] + extra_nodes
+    # the chain's links into and out of a folded stretch now pass through its REPEAT node
+    edges = [e for e in graph.edges if e.source not in hidden and e.target not in hidden]
+    return ComputationGraph(kept, edges + extra_edges, {}, graph.direction)
+
+
+def _edge(graph: ComputationGraph, source: int, target: int) -> GraphEdge | None:
+    return next((e for e in graph.edges if e.source == source and e.target == target), None)
+
+
+def _clip_label(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 # --- layout ---------------------------------------------------------------------------

@@ -97,7 +97,8 @@ def _graph(source, path: Path, scale: float) -> None:
         raise GdvizError("the graph is still being laid out; try again in a moment")
     if path.suffix.lower() in (".svg", ".png"):
         from ..qt.graph_view import save_graph
-        save_graph(graph, path, scale, constants=getattr(source, "graph_numbers", False))
+        save_graph(graph, path, scale, constants=getattr(source, "graph_numbers", False),
+                   fold=getattr(source, "graph_fold", True))
     else:
         save_graph_text(graph, path)
 

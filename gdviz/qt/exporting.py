@@ -71,6 +71,11 @@ class WindowSource:
         """Whether the graph shows typed numbers as nodes (exports draw it as shown)."""
         return self._w.graphArea.numbersCheck.isChecked()
 
+    @property
+    def graph_fold(self) -> bool:
+        """Whether long sums are folded (exports draw the graph as shown)."""
+        return self._w.graphArea.foldCheck.isChecked()
+
     def graph(self):
         panel = self._w.graphArea
         panel.refresh_now()

@@ -18,11 +18,11 @@ from PySide6.QtCore import QObject, QPointF, QRectF, Qt, QThread, QTimer, Signal
 from PySide6.QtGui import (QBrush, QColor, QFont, QFontMetricsF, QImage, QLinearGradient, QPainter,
                            QPainterPath, QPen, QPolygonF)
 from PySide6.QtWidgets import (QCheckBox, QGraphicsItem, QGraphicsPathItem, QGraphicsScene,
-                               QGraphicsView, QHBoxLayout, QLabel, QPushButton, QVBoxLayout,
-                               QWidget)
+                               QGraphicsView, QHBoxLayout, QLabel, QMenu,
+                               QSizePolicy, QToolButton, QVBoxLayout, QWidget)
 
-from ..core.graph import (CONSTANT, FROZEN, PARAM, ComputationGraph, layout_graph, node_lines,
-                          save_graph_text, summarize)
+from ..core.graph import (CONSTANT, FROZEN, PARAM, REPEAT, ComputationGraph, layout_graph,
+                          node_lines, save_graph_text, summarize)
 from .plot_style import GUI_CLOCK
 from .rendering import paint_image, paint_svg, save_image, save_svg
 
@@ -108,7 +108,7 @@ class NodeItem(QGraphicsItem):
 
     def update_node(self, node, t: float | None) -> None:
         lines = node_lines(node)
-        fill = QColor("#f5f5f5") if node.kind in (CONSTANT, FROZEN) else grad_color(t)
+        fill = QColor("#f5f5f5") if node.kind in (CONSTANT, FROZEN, REPEAT) else grad_color(t)
         self.node = node
         if lines == self.lines and fill == self.fill:
             return
@@ -121,8 +121,8 @@ class NodeItem(QGraphicsItem):
         kind = self.node.kind
         pen = QPen(QColor("#1565c0" if kind == PARAM else "#333333"),
                    2.2 if kind == PARAM or self.node.role else 1.0)
-        if kind in (CONSTANT, FROZEN):
-            pen.setStyle(Qt.PenStyle.DashLine if kind == FROZEN else Qt.PenStyle.SolidLine)
+        if kind in (CONSTANT, FROZEN, REPEAT):
+            pen.setStyle(Qt.PenStyle.DashLine if kind in (FROZEN, REPEAT) else Qt.PenStyle.SolidLine)
             pen.setColor(QColor("#888888"))
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
         painter.setPen(pen)
@@ -152,6 +152,10 @@ def _tooltip(node) -> str:
     parts = [f"<b>{node.label}</b>" + (f" ({node.role})" if node.role else "")]
     if node.op:
         parts.append(f"op: {node.op}")
+    if node.kind == REPEAT:
+        parts.append("Alike terms of a long sum, folded into one box: untick \"fold "
+                     "repeats\" above the graph to see each of them.")
+        return "".join(f"<p>{p}</p>" for p in parts)
     parts.append(f"<pre>value:\n{full(node.value)}</pre>")
     if node.kind not in (CONSTANT, FROZEN):
         parts.append(f"<pre>d loss / d {node.role or node.label}:\n{full(node.grad)}</pre>")
@@ -320,11 +324,13 @@ class GraphScene(QGraphicsScene):
 
 
 def save_graph(graph: ComputationGraph, path: str | Path, scale: float = 2.0,
-               constants: bool = False) -> None:
-    """Write ``graph`` by suffix: .svg or .png (the window's drawing), .json or .dot."""
+               constants: bool = False, fold: bool = True) -> None:
+    """Write ``graph`` by suffix: .svg or .png (the window's drawing: long sums folded
+    unless ``fold`` is off), .json or .dot (every node)."""
     suffix = Path(path).suffix.lower()
     if suffix in (".svg", ".png"):
-        scene = draw_graph(graph if constants else graph.without_constants())
+        shown = graph if constants else graph.without_constants()
+        scene = draw_graph(shown.collapsed() if fold else shown)
         scene.render_svg(path) if suffix == ".svg" else scene.render_png(path, scale)
     else:
         save_graph_text(graph, path)
@@ -387,7 +393,7 @@ class GradientLegend(QWidget):
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         self.range = (0.0, 1.0)
-        self.setFixedSize(230, 22)
+        self.setFixedSize(180, 22)
         self.setToolTip("Node color: the largest |gradient| in the node, on a log scale")
 
     def set_range(self, lo: float, hi: float) -> None:
@@ -396,7 +402,7 @@ class GradientLegend(QWidget):
 
     def paintEvent(self, _event) -> None:  # noqa: N802
         p = QPainter(self)
-        bar = QRectF(70, 5, 90, 12)
+        bar = QRectF(70, 5, 64, 12)
         grad = QLinearGradient(bar.topLeft(), bar.topRight())
         for t in (0.0, 0.25, 0.5, 0.75, 1.0):
             grad.setColorAt(t, grad_color(t))
@@ -406,7 +412,7 @@ class GradientLegend(QWidget):
         p.setFont(QFont("DejaVu Sans", 8))
         lo, hi = self.range
         p.drawText(QRectF(0, 3, 68, 16), Qt.AlignmentFlag.AlignRight, f"|grad| {_power(lo)}")
-        p.drawText(QRectF(164, 3, 66, 16), Qt.AlignmentFlag.AlignLeft, _power(hi))
+        p.drawText(QRectF(138, 3, 42, 16), Qt.AlignmentFlag.AlignLeft, _power(hi))
         p.end()
 
 
@@ -494,6 +500,8 @@ class GraphPanel(QWidget):
         header.addWidget(QLabel("<b>Computation graph</b>"))
         self.status = QLabel()
         self.status.setStyleSheet("color: #666;")
+        self.status.setMinimumWidth(40)  # cut short, never widening the window
+        self.status.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         header.addWidget(self.status, 1)
         self.legend = GradientLegend()
         header.addWidget(self.legend)
@@ -508,16 +516,29 @@ class GraphPanel(QWidget):
                                      "their own (otherwise they are part of the op's label)")
         self.numbersCheck.toggled.connect(self._on_numbers_check_toggled)
         header.addWidget(self.numbersCheck)
-        self.fitButton = QPushButton("Fit", objectName="graphFitButton")
+        self.foldCheck = QCheckBox("fold repeats", objectName="graphFoldCheck")
+        self.foldCheck.setChecked(True)
+        self.foldCheck.setToolTip("Fold the alike terms of a long sum (8 or more) into one "
+                                  "box, keeping the first two and the last")
+        self.foldCheck.toggled.connect(self._on_numbers_check_toggled)
+        header.addWidget(self.foldCheck)
+        self.fitButton = QToolButton(objectName="graphFitButton")
+        self.fitButton.setText("Fit")
         self.fitButton.setToolTip("Fit the whole graph in view (wheel zooms, drag pans)")
         self.fitButton.clicked.connect(self.view.fit_all)
         header.addWidget(self.fitButton)
+        # one Export button with a menu: the header must fit a 1366-pixel screen
+        self.exportButton = QToolButton(objectName="graphExportButton")
+        self.exportButton.setText("Export")
+        self.exportButton.setToolTip("Save the graph as SVG or PNG, as drawn here")
+        self.exportButton.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        menu = QMenu(self.exportButton)
         for kind in ("svg", "png"):
-            button = QPushButton(f"Export {kind.upper()}", objectName=f"graphExport{kind.upper()}")
-            button.setToolTip(f"Save the graph as {kind.upper()}")
-            button.clicked.connect(lambda _c=False, k=kind: self.exportRequested.emit(k))
-            header.addWidget(button)
-        self.popButton = QPushButton("Pop out", objectName="graphPopButton")
+            menu.addAction(f"{kind.upper()}…", lambda k=kind: self.exportRequested.emit(k))
+        self.exportButton.setMenu(menu)
+        header.addWidget(self.exportButton)
+        self.popButton = QToolButton(objectName="graphPopButton")
+        self.popButton.setText("Pop out")
         self.popButton.setToolTip("Show the graph in a window of its own (make it as large as "
                                   "the screen); close that window to put it back")
         self.popButton.clicked.connect(self.popOutRequested.emit)
@@ -563,8 +584,10 @@ class GraphPanel(QWidget):
         if getattr(graph, "token", self._token) != self._token:
             return
         self.full_graph = graph
-        key = (graph.structure_key(), self.numbersCheck.isChecked())
+        key = (graph.structure_key(), self.numbersCheck.isChecked(), self.foldCheck.isChecked())
         shown = graph if self.numbersCheck.isChecked() else graph.without_constants()
+        if self.foldCheck.isChecked():
+            shown = shown.collapsed()
         if key == self._structure:
             if self.graph is None:  # its layout is still running: show these values after
                 self._latest = shown
