@@ -29,7 +29,11 @@ def test_play_pressed_while_loading_starts_the_run_when_ready(qtbot):
     window.controls.stepCountSpin.setValue(7)
     qtbot.mouseClick(window.controls.stepButton, Qt.MouseButton.LeftButton)
     assert "Starting torch" in window.messageLabel.text()
+    assert "Starting torch" in window.statusBar().currentMessage()
     qtbot.waitUntil(lambda: window.controller.step == 7 and window.controller.state == "paused",
                     timeout=30_000)
+    # torch is ready: neither the banner nor the status bar still says it is starting
+    assert "Starting torch" not in window.messageLabel.text()
+    assert "Starting torch" not in window.statusBar().currentMessage()
     window.close()
     app_settings().clear()

@@ -620,6 +620,8 @@ class MainWindow(QMainWindow):
         self.messageLabel.setToolTip(text)
 
     def clear_message(self) -> None:
+        if self.statusBar().currentMessage() == self.messageLabel.text():
+            self.statusBar().clearMessage()  # the same line there is just as out of date
         self.messageLabel.setText("")
         self.messageLabel.setToolTip("")
 

@@ -566,7 +566,7 @@ class TrajectoryView(QWidget):
         if self._basin_hint:
             return self._basin_hint
         return ("the other elements held at their initial values; click to start there"
-                if self.sliced else "click to start there; drag to pan, wheel to zoom")
+                if self.sliced else "click: start there · drag: pan · wheel: zoom")
 
     # --- curvature ----------------------------------------------------------------------
 
