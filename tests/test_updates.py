@@ -131,6 +131,46 @@ def test_adam_and_adamw_rows_race_in_one_group_each_as_torch_has_it(amsgrad):
         torch.testing.assert_close(together["b"][r], b.detach(), rtol=2e-5, atol=2e-6)
 
 
+def test_plain_sgd_rows_race_with_momentum_rows_in_one_group_exactly():
+    """Plain SGD rows (a dampening torch ignores included) share the momentum rows' update:
+    each row equal to torch and to itself alone, and a plain row keeps no buffer."""
+    rows = [("sgd", {"lr": 0.05, "dampening": 0.5}), ("sgd", {"lr": 0.02, "momentum": 0.9}),
+            ("sgd", {"lr": 0.02, "momentum": 0.9, "nesterov": True}),
+            ("sgd", {"lr": 0.03, "weight_decay": 0.1}),
+            ("sgd", {"lr": 0.02, "momentum": 0.8, "dampening": 0.3, "weight_decay": 0.01})]
+    w0, b0 = starts(len(rows))
+
+    def run(indices, steps=30):
+        group = UpdateGroup("sgd", [rows[i][1] for i in indices], {"w": (3,), "b": (2, 2)},
+                            torch.device("cpu"))
+        params = {"w": w0[indices].clone(), "b": b0[indices].clone()}
+        for _ in range(steps):
+            leaves = {k: v.detach().requires_grad_() for k, v in params.items()}
+            torch.stack([loss_of(leaves["w"][r], leaves["b"][r])
+                         for r in range(len(indices))]).sum().backward()
+            params = group.step({k: v.detach() for k, v in leaves.items()},
+                                {k: v.grad for k, v in leaves.items()})
+        return params, group
+
+    together, group = run(list(range(len(rows))))
+    assert group.rule == "momentum"
+    states = group.export()
+    assert states[0].tensors == {} and states[3].tensors == {}
+    assert set(states[1].tensors) == {"momentum_buffer"}
+    for r, (name, hypers) in enumerate(rows):
+        alone, _ = run([r])
+        assert torch.equal(alone["w"][0], together["w"][r])
+        assert torch.equal(alone["b"][0], together["b"][r])
+        w, b = w0[r].clone().requires_grad_(), b0[r].clone().requires_grad_()
+        opt = torch_optimizer(name, [w, b], normalize_hypers(name, hypers))
+        for _ in range(30):
+            opt.zero_grad()
+            loss_of(w, b).backward()
+            opt.step()
+        torch.testing.assert_close(together["w"][r], w.detach(), rtol=2e-5, atol=2e-6)
+        torch.testing.assert_close(together["b"][r], b.detach(), rtol=2e-5, atol=2e-6)
+
+
 def test_state_round_trips_through_plain_data():
     group = UpdateGroup("adam", [{"lr": 0.1}, {"lr": 0.2}], {"w": (3,)}, torch.device("cpu"))
     p = {"w": torch.ones(2, 3)}

@@ -36,7 +36,7 @@ from .problem import Problem
 from .status import Status
 from .records import EngineBatch, EngineRun, RowState, RunProgress, RunRows
 from .schedules import Schedule
-from .updates import UpdateGroup, rule_of
+from .updates import UpdateGroup, group_key, rule_of
 
 #: At most this many numbers are recorded per batch (rows x runs x columns), so a huge set
 #: of runs or parameters yields smaller batches instead of a huge one.
@@ -224,8 +224,9 @@ class Engine:
         ids = self.runnable()
         if not ids:
             return
-        # one group per update rule (Adam and AdamW rows share one: see updates.rule_of)
-        key = {i: rule_of(self.runs[i].optimizer, self.runs[i].hypers) for i in ids}
+        # one group per update rule (Adam and AdamW rows share one, and plain SGD rows join
+        # momentum rows: see updates.rule_of and group_rule)
+        key = {i: group_key(rule_of(self.runs[i].optimizer, self.runs[i].hypers)) for i in ids}
         kinds = list(dict.fromkeys(key.values()))
         order = sorted(ids, key=lambda i: kinds.index(key[i]))
         runs = [self.runs[i] for i in order]

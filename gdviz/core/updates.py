@@ -67,6 +67,23 @@ def state_keys(rule: str) -> tuple[str, ...]:
     return STATE_KEYS[rule]
 
 
+def group_rule(rules: Sequence[str]) -> str:
+    """The rule one group of rows with these rules runs. Plain SGD rows join momentum rows
+    as rows of momentum 0 (torch's momentum buffer is then the gradient itself, so their
+    steps are exactly plain SGD's), so that a race of both costs one update."""
+    kinds = set(rules)
+    if kinds == {"sgd", "momentum"}:
+        return "momentum"
+    if len(kinds) != 1:
+        raise ValueError("every row of a group must use the same update rule")
+    return rules[0]
+
+
+def group_key(rule: str) -> str:
+    """Rows whose keys are equal can share a group (see :func:`group_rule`)."""
+    return "momentum" if rule == "sgd" else rule
+
+
 class UpdateGroup:
     """The runs (rows) that share one update rule; see the module docstring.
 
@@ -92,9 +109,9 @@ class UpdateGroup:
             else list(optimizer)
         self.optimizer = self.optimizers[0]
         self.hypers = [normalize_hypers(o, h) for o, h in zip(self.optimizers, hypers)]
-        self.rule = rule_of(self.optimizer, self.hypers[0])
-        if any(rule_of(o, h) != self.rule for o, h in zip(self.optimizers, self.hypers)):
-            raise ValueError("every row of a group must use the same update rule")
+        #: each row's own rule: what its state holds (a plain SGD row keeps no buffer)
+        self.row_rules = [rule_of(o, h) for o, h in zip(self.optimizers, self.hypers)]
+        self.rule = group_rule(self.row_rules)
         self.shapes = dict(shapes)
         self.device = device
         self.rows = len(self.hypers)
@@ -130,6 +147,10 @@ class UpdateGroup:
         """Hyperparameters (and what torch derives from them in double precision, such as
         1 - beta1) as float32 tensors, one per row or one for all."""
         h = {k: np.array([float(row[k]) for row in self.hypers]) for k in self.hypers[0]}
+        if self.rule == "momentum":
+            # a plain row among momentum rows: torch ignores its dampening
+            plain = np.array([r == "sgd" for r in self.row_rules])
+            h["dampening"] = np.where(plain, 0.0, h["dampening"])
         derived = dict(h)
         for key in ("beta1", "beta2", "alpha", "dampening"):
             if key in h:
@@ -149,7 +170,8 @@ class UpdateGroup:
         self._uniform = {k: float(np.float32(v[0])) for k, v in derived.items()
                          if len(v) == 1 or (v == v[0]).all()}
         self._steps_uniform: bool | None = None
-        self._nesterov = [bool(row.get("nesterov", False)) for row in self.hypers]
+        self._nesterov = [bool(row.get("nesterov", False)) and rule == "momentum"
+                          for row, rule in zip(self.hypers, self.row_rules)]
         # rows by schedule, so that a set of runs sharing one costs one vectorized call
         plans: dict[Schedule, list[int]] = {}
         for r, schedule in enumerate(self.schedules):
@@ -192,7 +214,7 @@ class UpdateGroup:
         param_group's value changes)."""
         optimizer = self.optimizers[row]
         new = normalize_hypers(optimizer, {**self.hypers[row], name: value})
-        if rule_of(optimizer, new) != self.rule:
+        if rule_of(optimizer, new) != self.row_rules[row]:
             raise ValueError("this change needs another update rule")
         self.hypers[row] = new
         self._build_constants()
@@ -205,6 +227,7 @@ class UpdateGroup:
         index = torch.as_tensor(list(rows), dtype=torch.long, device=self.device)
         group = object.__new__(UpdateGroup)
         group.optimizers = [self.optimizers[r] for r in rows]
+        group.row_rules = [self.row_rules[r] for r in rows]
         group.optimizer, group.rule, group.shapes, group.device = \
             group.optimizers[0], self.rule, self.shapes, self.device
         group.hypers = [self.hypers[r] for r in rows]
@@ -230,11 +253,12 @@ class UpdateGroup:
         self.state = {k: dict(v) for k, v in state.items()}
 
     def export(self) -> list[RowState]:
-        """Each row's state as plain numpy data."""
+        """Each row's state as plain numpy data (what its own rule keeps)."""
         host = {k: {n: t.detach().cpu().numpy() for n, t in per.items()}
                 for k, per in self.state.items()}
         return [RowState(int(self.steps[r]),
-                         {k: {n: arr[r].copy() for n, arr in per.items()} for k, per in host.items()})
+                         {k: {n: arr[r].copy() for n, arr in per.items()}
+                          for k, per in host.items() if k in state_keys(self.row_rules[r])})
                 for r in range(self.rows)]
 
     # --- the update ---------------------------------------------------------------------
