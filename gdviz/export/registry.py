@@ -42,6 +42,7 @@ _register("trajectory", "Trajectory plot", (".png", "PNG…"), (".svg", "SVG…"
           (".csv", "Data (CSV)…"))
 _register("graph", "Computation graph", (".png", "PNG…"), (".svg", "SVG…"),
           (".json", "Graph data (JSON)…"), (".dot", "Graphviz (DOT)…"))
+_register("surface", "3-D surface", (".png", "PNG…"))
 _register("window", "Whole window", (".png", "PNG…"), (".svg", "SVG…"))
 _register("history", "History of the selected run", (".csv", "CSV…"), (".json", "JSON…"))
 _register("leaderboard", "Leaderboard", (".csv", "CSV…"))
@@ -98,6 +99,13 @@ def _graph(source, path: Path, scale: float) -> None:
         save_graph(graph, path, scale, constants=getattr(source, "graph_numbers", False))
     else:
         save_graph_text(graph, path)
+
+
+def _surface(source, path: Path, scale: float) -> None:
+    view = getattr(source, "surface", None)
+    if view is None:
+        raise GdvizError("the 3-D surface is drawn in the window only")
+    view.save_png(path, scale)
 
 
 def _table(columns: list[str], rows: np.ndarray | list, path: Path) -> None:
@@ -162,6 +170,7 @@ WRITERS: dict[tuple[str, str], Callable[[Any, Path, float], None]] = {
     ("trajectory", ".csv"): _plot_data("trajectory"),
     ("graph", ".png"): _graph, ("graph", ".svg"): _graph, ("graph", ".json"): _graph,
     ("graph", ".dot"): _graph,
+    ("surface", ".png"): _surface,
     ("window", ".png"): _image(lambda s: s.window, titled=False),
     ("window", ".svg"): _image(lambda s: s.window, titled=False),
     ("history", ".csv"): _history, ("history", ".json"): _history,
