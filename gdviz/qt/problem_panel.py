@@ -247,7 +247,11 @@ class ProblemPanel(QWidget):
     def show_run(self, optimizer: str, hypers: dict[str, Any], label: str, several: bool,
                  schedule: Schedule | None = None, clip_norm: float | None = None) -> None:
         """Show the selected run's optimizer settings (what the optimizer group edits)."""
-        self.optimizerGroup.setTitle(f"Optimizer of {label}" if several else "Optimizer")
+        # A group box is as wide as its title: a long label (a schedule, a clip) is cut
+        # short there, whole in the tooltip, so the panel never outgrows its column.
+        short = label if len(label) <= 34 else label[:33].rstrip(" ,") + "…"
+        self.optimizerGroup.setTitle(f"Optimizer of {short}" if several else "Optimizer")
+        self.optimizerGroup.setToolTip(f"The optimizer of {label}" if several else "")
         self.scheduleBox.show_schedule(schedule or Schedule(), clip_norm)
         if self.optimizerCombo.currentData() != optimizer or self.hypers() != hypers:
             blocker = QSignalBlocker(self.optimizerCombo)
