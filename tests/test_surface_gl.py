@@ -47,3 +47,24 @@ def test_two_racing_paths_are_drawn_on_the_surface_and_exported(qtbot, gl_window
                if (lambda q: q.red() > 180 and q.green() < 80 and q.blue() < 80)(
                    QColor(image.pixel(x, y))))
     assert reds > 5  # the red run's path and dot are on the picture
+
+
+def test_another_problem_replaces_the_surface_without_a_crash(qtbot, gl_window):
+    window = gl_window
+    surface = window.surfaceView
+    window.load_session(load_preset("rosenbrock"))
+    window.landscapeTabs.setCurrentWidget(surface)
+    qtbot.waitUntil(lambda: surface._frame is not None, timeout=10_000)
+    window.open_example("seed-linear")  # one parameter: no surface
+    window.redraw()
+    assert surface.stack.currentWidget() is surface.message
+    assert "two parameters" in surface.message.text()
+    window.controls.stepCountSpin.setValue(5)
+    window.controls.stepButton.click()
+    qtbot.waitUntil(lambda: window.controller.step == 5 and not window.controller.running,
+                    timeout=30_000)
+    window.redraw()  # the paths of a one-parameter run are not drawn (and do not fail)
+    window.open_example("himmelblau")
+    qtbot.waitUntil(lambda: surface._frame is not None, timeout=10_000)
+    assert surface.stack.currentWidget() is surface.gl
+    assert "over a, b" in surface.title.text()

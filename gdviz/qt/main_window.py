@@ -416,12 +416,16 @@ class MainWindow(QMainWindow):
         self.pacer.mark_dirty()
 
     def _show_surface_mode(self) -> None:
-        """The 3-D surface needs the 2-D landscape; otherwise it says why it is empty."""
-        if self.trajectoryView.mode != "2d":
+        """The 3-D surface needs the 2-D landscape; otherwise it says why it is empty. Its
+        old grid (another problem's, or another slice's) goes; the next one comes with the
+        2-D view's."""
+        if self.trajectoryView.mode == "2d":
+            self.surfaceView.clear("The surface is drawn once the landscape is computed.")
+        else:
             n = self.controller.layout.n_grads if self.controller.layout else 0
             more = (" Tick \"landscape of\" above the 2-D plot and choose two of them."
                     if n > 2 else "")
-            self.surfaceView.show_not_2d(
+            self.surfaceView.clear(
                 "The 3-D surface shows a landscape of two parameters; this problem has "
                 f"{n:,} trainable element{'' if n == 1 else 's'}.{more}")
 

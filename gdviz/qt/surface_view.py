@@ -119,7 +119,7 @@ class SurfaceView(QWidget):
         self._grid = None          # LandscapeGrid of two axes
         self._names: tuple[str, str] = ("x", "y")
         self._indices: tuple[int, int] = (0, 1)
-        self._not_2d = "The 3-D surface shows a landscape of two parameters."
+        self._empty_text = "The 3-D surface shows a landscape of two parameters."
         self._surface = None
         self._paths: dict[int, tuple] = {}   # run id -> (line item, dot item, key)
         self._frame = None                   # (x0, x1, y0, y1, lo, hi, log)
@@ -179,10 +179,11 @@ class SurfaceView(QWidget):
         self._grid, self._names, self._indices = grid, tuple(names), tuple(indices)
         self._draw_surface()
 
-    def show_not_2d(self, text: str) -> None:
-        """The problem has no two-parameter landscape: say so instead of a surface."""
+    def clear(self, text: str) -> None:
+        """No grid to draw (not yet, or the problem has no two-parameter landscape): say
+        ``text`` instead of a surface."""
         self._grid = None
-        self._not_2d = text
+        self._empty_text = text
         self._draw_surface()
 
     def _draw_surface(self) -> None:
@@ -190,7 +191,11 @@ class SurfaceView(QWidget):
             return
         grid = self._grid
         if grid is None or grid.ys is None:
-            self.message.setText(self._not_2d)
+            self._frame = None  # the old frame's columns may not exist in this problem
+            for line, dot, _key in self._paths.values():
+                line.setVisible(False)
+                dot.setVisible(False)
+            self.message.setText(self._empty_text)
             self.stack.setCurrentWidget(self.message)
             return
         import pyqtgraph as pg
@@ -266,8 +271,8 @@ class SurfaceView(QWidget):
                 self._paths[run.id] = (line, dot, None)
             line, dot, _key = self._paths[run.id]
             self._paths[run.id] = (line, dot, None)
-            line.setVisible(run.settings.visible)
-            dot.setVisible(run.settings.visible)
+            line.setVisible(run.settings.visible and self._frame is not None)
+            dot.setVisible(run.settings.visible and self._frame is not None)
         self.refresh(runs)
 
     def refresh(self, runs: list[Run]) -> None:
@@ -300,6 +305,7 @@ class SurfaceView(QWidget):
             if len(pts) >= 2:
                 line.setData(pos=pts, color=rgba)
             line.setVisible(len(pts) >= 2)
+            dot.setVisible(True)
             dot.setData(pos=pts[-1:] if len(pts) else np.zeros((0, 3), np.float32), color=rgba)
             self._paths[run.id] = (line, dot, new_key)
 
