@@ -39,6 +39,17 @@ def planned_steps(total: int) -> np.ndarray:
     return np.unique(np.linspace(0, total - 1, PLAN_POINTS).round())
 
 
+def _needed_width(axis: pg.AxisItem) -> int:
+    """The width a left axis would take by itself (pyqtgraph's own rule, from the widest
+    tick text it drew), so that a fixed width never cuts a label."""
+    style = axis.style
+    width = axis.textWidth if style["autoExpandTextSpace"] else style["tickTextWidth"]
+    width += style["tickTextOffset"][0] + max(0, style["tickLength"])
+    if axis.label.isVisible():
+        width += axis.label.boundingRect().height() * 0.8
+    return int(math.ceil(width))
+
+
 class LrPlotView(QWidget):
     """Learning rate against step, one line per visible run (``done`` and ``plan`` map a
     run id to its solid and faint curves)."""
@@ -54,7 +65,6 @@ class LrPlotView(QWidget):
         item.setLabel("left", "lr")
         item.getAxis("left").enableAutoSIPrefix(False)
         item.getAxis("bottom").enableAutoSIPrefix(False)
-        item.getAxis("left").setWidth(56)
         cache_axes(item)
         item.hideButtons()
         item.setMouseEnabled(x=False, y=False)
@@ -67,12 +77,16 @@ class LrPlotView(QWidget):
         self.plan: dict[int, pg.PlotCurveItem] = {}
         self._keys: dict[int, tuple] = {}
         self._y_range: tuple[float, float] | None = None
+        self._partner = None       # the loss plot's left axis, as wide as this one
+        self._axis_width = 0
         self._log = False          # a log axis: the runs' rates differ by more than tenfold
         self._raw: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     def link_x(self, plot: pg.PlotWidget) -> None:
-        """Follow ``plot``'s step axis (the loss plot's)."""
+        """Follow ``plot``'s step axis (the loss plot's); the left axes keep one width so a
+        step sits at the same pixel column in both."""
         self.plot.getPlotItem().setXLink(plot.getPlotItem())
+        self._partner = plot.getPlotItem().getAxis("left")
 
     def set_runs(self, runs: list[Run], selected: int | None, total: int) -> None:
         """One pair of curves per run, in its colour; the planned curves drawn now."""
@@ -132,10 +146,25 @@ class LrPlotView(QWidget):
             self.refresh(runs, total)
             return
         y_range = ((math.log10(min(tops)) - 2.0, math.log10(max(tops)) + 0.15) if log
-                   else (0.0, max(tops) * 1.08))
+                   else (0.0, max(tops) * 1.15))
+        self._align_axis()
         if y_range != self._y_range:
             self._y_range = y_range
             self.plot.getPlotItem().getViewBox().setYRange(*y_range, padding=0)
+
+    def _align_axis(self) -> None:
+        """Both left axes as wide as the wider needs (recomputed as their ticks change)."""
+        if self._partner is None:
+            return
+        mine = self.plot.getPlotItem().getAxis("left")
+        try:
+            width = max(_needed_width(self._partner), _needed_width(mine))
+        except (AttributeError, KeyError, TypeError):  # another pyqtgraph: leave them be
+            return
+        if width != self._axis_width:
+            self._axis_width = width
+            for axis in (self._partner, mine):
+                axis.setWidth(width)
 
     def _view(self, y: np.ndarray) -> np.ndarray:
         """Rates in view units: log10 on a log axis (the axis writes the powers)."""

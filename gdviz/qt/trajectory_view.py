@@ -35,7 +35,7 @@ from ..core.history import ColumnLayout
 from ..core.model import Run
 from .basin_layer import BasinLayer
 from .plot_style import (Marker, TimedPlotWidget, cache_axes, finite_bounds, legend_entries,
-                         sticky_range)
+                         legend_label, sticky_range)
 
 GRID_2D = 120
 BASIN_GRID = 200
@@ -407,7 +407,7 @@ class TrajectoryView(QWidget):
             drawing.path.setZValue(2 if run.id == selected else 1)
         if len(shown) > 1:
             for run in legend_entries(shown):
-                self.legend.addItem(self.drawings[run.id].path, run.label)
+                self.legend.addItem(self.drawings[run.id].path, legend_label(run.label))
             if len(shown) > len(legend_entries(shown)):
                 self.legend.addItem(pg.PlotDataItem(pen=None), f"… {len(shown)} runs")
         if self.mode == "2d":
