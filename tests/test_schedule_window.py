@@ -226,3 +226,30 @@ def test_a_problem_of_one_parameter_says_why_there_is_no_surface(qtbot, window):
     window.landscapeTabs.setCurrentWidget(window.surfaceView)
     assert window.controller.layout.n_grads != 2
     assert "two parameters" in window.surfaceView._empty_text
+
+
+def test_surface_paths_are_thinned_and_kept_inside_the_grid(qtbot):
+    from gdviz.core.analysis.landscape import LandscapeGrid
+    from gdviz.core.history import ColumnLayout
+    from gdviz.core.model import Run, RunSettings
+    from gdviz.qt.surface_view import PATH_POINTS, SurfaceView
+
+    view = SurfaceView()
+    qtbot.addWidget(view)
+    layout = ColumnLayout({"a": (), "b": ()}, ("a", "b"))
+    run = Run(0, RunSettings(), layout, np.array([0.5, 0.5]), 10**8)
+    n = 3 * PATH_POINTS
+    t = np.linspace(-2, 1, n)  # starts outside the grid's [-1, 1] on a
+    params = np.column_stack([t, t / 2])
+    run.history.extend(np.arange(n), t ** 2, params, np.zeros_like(params))
+    run.loss = 0.5
+    xs = ys = np.linspace(-1, 1, 5)
+    view._frame = (-1.0, 1.0, -1.0, 1.0, 0.0, 4.0, False)
+    view._indices = (0, 1)
+    view._grid = LandscapeGrid(xs, ys, np.zeros((5, 5)))
+    pts = view._path_points(run)
+    assert PATH_POINTS / 3 < len(pts) <= PATH_POINTS + 1
+    assert pts[:, 0].min() >= -1 and pts[:, 0].max() <= 1
+    np.testing.assert_allclose(pts[-1], [0.5, 0.5, 0.5 / 4 + 0.012], rtol=1e-6)
+    view._indices = (0, 5)  # another problem's columns: nothing, no error
+    assert len(view._path_points(run)) == 0

@@ -22,7 +22,8 @@ from ..core.errors import GdvizError
 from ..core.model import Run
 
 HEIGHT = 1.0     # the surface spans [-1, 1] x [-1, 1] and rises this high
-LIFT = 0.012     # paths float this much above the surface so it never hides them
+PATH_POINTS = 4000  # a path is drawn from at most this many of its recorded steps
+LIFT = 0.012     # paths are drawn this much above their losses' heights
 CAMERA = {"distance": 3.3, "elevation": 42, "azimuth": -100}
 
 
@@ -281,8 +282,6 @@ class SurfaceView(QWidget):
             return
         from PySide6.QtGui import QColor
 
-        x0, x1, y0, y1, lo, hi, log = self._frame
-        i, j = self._indices
         for run in runs:
             entry = self._paths.get(run.id)
             if entry is None or not run.settings.visible:
@@ -291,15 +290,7 @@ class SurfaceView(QWidget):
             new_key = (len(run.history), run.step, run.loss, self._frame)
             if key == new_key:
                 continue
-            h = run.history
-            rows = h.params if len(h) else np.zeros((0, len(run.values)))
-            xy = np.vstack([rows[:, [i, j]], run.values[[i, j]][None, :]])
-            loss = np.append(h.loss, run.loss)
-            keep = np.isfinite(loss) & np.isfinite(xy).all(axis=1)
-            keep &= (xy[:, 0] >= min(x0, x1)) & (xy[:, 0] <= max(x0, x1))
-            keep &= (xy[:, 1] >= min(y0, y1)) & (xy[:, 1] <= max(y0, y1))
-            pts = np.column_stack([self._unit(xy[keep, 0], x0, x1), self._unit(xy[keep, 1], y0, y1),
-                                   heights(loss[keep], lo, hi, log) + LIFT]).astype(np.float32)
+            pts = self._path_points(run)
             color = QColor(run.settings.color or "#1f77b4")
             rgba = (color.redF(), color.greenF(), color.blueF(), 1.0)
             if len(pts) >= 2:
@@ -308,6 +299,26 @@ class SurfaceView(QWidget):
             dot.setVisible(True)
             dot.setData(pos=pts[-1:] if len(pts) else np.zeros((0, 3), np.float32), color=rgba)
             self._paths[run.id] = (line, dot, new_key)
+
+    def _path_points(self, run: Run) -> np.ndarray:
+        """The run's path in the scene's units, (n, 3): its recorded points (at most
+        PATH_POINTS, evenly spaced, as the 2-D view thins) and where it is now, inside the
+        grid's range."""
+        x0, x1, y0, y1, lo, hi, log = self._frame
+        i, j = self._indices
+        if len(run.values) <= max(i, j):
+            return np.zeros((0, 3), np.float32)
+        h = run.history
+        rows = h.params if len(h) and h.params.shape[1] > max(i, j) else \
+            np.zeros((0, len(run.values)))  # (a history of the loss only: the point now)
+        keep_rows = np.linspace(0, len(rows) - 1, min(len(rows), PATH_POINTS)).astype(int)
+        xy = np.vstack([rows[keep_rows][:, [i, j]], run.values[[i, j]][None, :]])
+        loss = np.append(h.loss[keep_rows] if len(rows) else [], run.loss)
+        keep = np.isfinite(loss) & np.isfinite(xy).all(axis=1)
+        keep &= (xy[:, 0] >= min(x0, x1)) & (xy[:, 0] <= max(x0, x1))
+        keep &= (xy[:, 1] >= min(y0, y1)) & (xy[:, 1] <= max(y0, y1))
+        return np.column_stack([self._unit(xy[keep, 0], x0, x1), self._unit(xy[keep, 1], y0, y1),
+                                heights(loss[keep], lo, hi, log) + LIFT]).astype(np.float32)
 
     # --- export -------------------------------------------------------------------------
 
