@@ -39,6 +39,11 @@ def test_two_racing_paths_are_drawn_on_the_surface_and_exported(qtbot, gl_window
     for run in c.runset:
         line, dot, key = surface._paths[run.id]
         assert key is not None and line.pos.shape[0] >= 2 and line.visible()
+    before = {i: line.pos.copy() for i, (line, _d, _k) in surface._paths.items()}
+    surface.logCheck.click()  # paused: the paths follow the new heights at once
+    for run_id, (line, _dot, _key) in surface._paths.items():
+        assert not np.allclose(line.pos[:, 2], before[run_id][:, 2])
+        np.testing.assert_allclose(line.pos[:, :2], before[run_id][:, :2])
     path = tmp_path / "surface.png"
     assert window.export("surface", path)
     image = QImage(str(path))

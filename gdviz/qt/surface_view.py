@@ -239,6 +239,7 @@ class SurfaceView(QWidget):
         self.title.setText(f"<b>Loss surface</b> over {self._names[0]}, {self._names[1]} "
                            f"(loss {lo:.3g} to {hi:.3g})")
         self._paths_key_reset()
+        self.refresh(self._runs)  # the paths in the new frame now, also while paused
 
     @staticmethod
     def _unit(v: np.ndarray, a: float, b: float) -> np.ndarray:
