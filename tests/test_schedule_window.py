@@ -253,3 +253,26 @@ def test_surface_paths_are_thinned_and_kept_inside_the_grid(qtbot):
     np.testing.assert_allclose(pts[-1], [0.5, 0.5, 0.5 / 4 + 0.012], rtol=1e-6)
     view._indices = (0, 5)  # another problem's columns: nothing, no error
     assert len(view._path_points(run)) == 0
+
+
+def test_the_leaderboard_csv_names_each_runs_schedule_and_clip(qtbot, sgd_rosenbrock, tmp_path):
+    import csv
+
+    window = sgd_rosenbrock
+    box = window.problemPanel.scheduleBox
+    choose(qtbot, box.scheduleCombo, "cosine")
+    type_into(qtbot, box.clipEdit, "3")
+    qtbot.mouseClick(window.runsPanel.addButton, Qt.MouseButton.LeftButton)
+    window.controller.select_run(list(window.controller.runset)[1].id)
+    choose(qtbot, box.scheduleCombo, "constant")
+    type_into(qtbot, box.clipEdit, "")
+    run_steps(qtbot, window, 5)
+    path = tmp_path / "board.csv"
+    assert window.export("leaderboard", path)
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    by_label = {r["label"]: r for r in rows}
+    cosine = next(r for label, r in by_label.items() if "cosine" in label)
+    assert cosine["schedule"] == "cosine down to 0" and cosine["clip_norm"] == "3"
+    plain = next(r for label, r in by_label.items() if "cosine" not in label)
+    assert plain["schedule"] == "constant" and plain["clip_norm"] == ""

@@ -153,12 +153,17 @@ def _history(source, path: Path, scale: float) -> None:
 def _leaderboard(source, path: Path, scale: float) -> None:
     runset = source.runset
     board = runset.leaderboard()
-    rows = [[r["label"], r["optimizer"], " ".join(f"{k}={v}" for k, v in
-                                                   runset.get(r["id"]).settings.hypers.items()),
-             r["status"], r["steps"], r["loss"], r["best_loss"],
-             "" if r["steps_to_target"] is None else r["steps_to_target"]] for r in board]
+    rows = []
+    for r in board:
+        settings = runset.get(r["id"]).settings
+        rows.append([r["label"], r["optimizer"],
+                     " ".join(f"{k}={v}" for k, v in settings.hypers.items()),
+                     r["status"], r["steps"], r["loss"], r["best_loss"],
+                     "" if r["steps_to_target"] is None else r["steps_to_target"],
+                     settings.schedule.describe(),
+                     "" if settings.clip_norm is None else settings.clip_norm])
     _table(["label", "optimizer", "hypers", "status", "steps", "loss", "best_loss",
-            "steps_to_target"], rows, path)
+            "steps_to_target", "schedule", "clip_norm"], rows, path)
 
 
 WRITERS: dict[tuple[str, str], Callable[[Any, Path, float], None]] = {
