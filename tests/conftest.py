@@ -5,6 +5,11 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("GDVIZ_SETTINGS_ORG", "gdviz-tests")
 
 import pytest
+from PySide6.QtCore import QCoreApplication, Qt
+
+# As gdviz.qt.app does: windows made one after another share OpenGL contexts, since
+# pyqtgraph compiles its shaders once per process (the 3-D surface under a real display).
+QCoreApplication.setAttribute(Qt.ApplicationAttribute.AA_ShareOpenGLContexts)
 
 
 @pytest.fixture

@@ -44,6 +44,7 @@ _register("data", "Data and fit", (".png", "PNG…"), (".svg", "SVG…"),
           (".csv", "Fit (CSV)…"))
 _register("graph", "Computation graph", (".png", "PNG…"), (".svg", "SVG…"),
           (".json", "Graph data (JSON)…"), (".dot", "Graphviz (DOT)…"))
+_register("surface", "3-D surface", (".png", "PNG…"))
 _register("window", "Whole window", (".png", "PNG…"), (".svg", "SVG…"))
 _register("history", "History of the selected run", (".csv", "CSV…"), (".json", "JSON…"))
 _register("leaderboard", "Leaderboard", (".csv", "CSV…"))
@@ -101,6 +102,13 @@ def _graph(source, path: Path, scale: float) -> None:
                    fold=getattr(source, "graph_fold", True))
     else:
         save_graph_text(graph, path)
+
+
+def _surface(source, path: Path, scale: float) -> None:
+    view = getattr(source, "surface", None)
+    if view is None:
+        raise GdvizError("the 3-D surface is drawn in the window only")
+    view.save_png(path, scale)
 
 
 def _table(columns: list[str], rows: np.ndarray | list, path: Path) -> None:
@@ -171,12 +179,17 @@ def _history(source, path: Path, scale: float) -> None:
 def _leaderboard(source, path: Path, scale: float) -> None:
     runset = source.runset
     board = runset.leaderboard()
-    rows = [[r["label"], r["optimizer"], " ".join(f"{k}={v}" for k, v in
-                                                   runset.get(r["id"]).settings.hypers.items()),
-             r["status"], r["steps"], r["loss"], r["best_loss"],
-             "" if r["steps_to_target"] is None else r["steps_to_target"]] for r in board]
+    rows = []
+    for r in board:
+        settings = runset.get(r["id"]).settings
+        rows.append([r["label"], r["optimizer"],
+                     " ".join(f"{k}={v}" for k, v in settings.hypers.items()),
+                     r["status"], r["steps"], r["loss"], r["best_loss"],
+                     "" if r["steps_to_target"] is None else r["steps_to_target"],
+                     settings.schedule.describe(),
+                     "" if settings.clip_norm is None else settings.clip_norm])
     _table(["label", "optimizer", "hypers", "status", "steps", "loss", "best_loss",
-            "steps_to_target"], rows, path)
+            "steps_to_target", "schedule", "clip_norm"], rows, path)
 
 
 WRITERS: dict[tuple[str, str], Callable[[Any, Path, float], None]] = {
@@ -189,6 +202,7 @@ WRITERS: dict[tuple[str, str], Callable[[Any, Path, float], None]] = {
     ("data", ".png"): _fit, ("data", ".svg"): _fit, ("data", ".csv"): _fit,
     ("graph", ".png"): _graph, ("graph", ".svg"): _graph, ("graph", ".json"): _graph,
     ("graph", ".dot"): _graph,
+    ("surface", ".png"): _surface,
     ("window", ".png"): _image(lambda s: s.window, titled=False),
     ("window", ".svg"): _image(lambda s: s.window, titled=False),
     ("history", ".csv"): _history, ("history", ".json"): _history,

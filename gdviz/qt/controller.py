@@ -29,6 +29,7 @@ from ..core.model import Run, RunSet, RunSettings, palette_color, ramp_color
 from ..core.params import ParamSpec
 from ..core.records import EngineBatch, ProblemInfo
 from ..core.report import run_summary
+from ..core.schedules import Schedule, check_clip_norm
 from ..core.session import (DataSource, Session, apply_overrides, build_runset,
                             session_from_runset)
 from ..core.status import Status
@@ -383,6 +384,15 @@ class TrainingController(QObject):
         self.runset.update_settings(run.id, hypers=hypers)
         self.worker.post(lambda w, i=run.id: w.engine.set_hyper(i, name, value))
 
+    def set_schedule(self, schedule: Schedule, clip_norm: float | None,
+                     run_id: int | None = None) -> None:
+        """A run's learning-rate schedule and gradient clip (the selected run by default);
+        they take effect at the next step, also mid-run. The schedule spans the step limit."""
+        run = self.runset.get(run_id) if run_id is not None else self.selected
+        clip_norm = check_clip_norm(clip_norm)
+        self.runset.update_settings(run.id, schedule=schedule, clip_norm=clip_norm)
+        self.worker.post(lambda w, i=run.id: w.engine.set_schedule(i, schedule, clip_norm))
+
     def set_optimizer(self, name: str, hypers: dict[str, Any], run_id: int | None = None) -> None:
         """Switch a run's optimizer: it continues from its current point with a fresh state."""
         run = self.runset.get(run_id) if run_id is not None else self.selected
@@ -411,7 +421,7 @@ class TrainingController(QObject):
         parent = self.runset.get(run_id).settings
         return self.add_run(RunSettings(parent.optimizer, dict(parent.hypers),
                                         (parent.label + " copy") if parent.label else "", "",
-                                        True, parent.start))
+                                        True, parent.start, parent.schedule, parent.clip_norm))
 
     def fork_run(self, run_id: int, optimizer: str | None = None) -> Run:
         """"Branch from here": a new run from where ``run_id`` stands, optimizer state and

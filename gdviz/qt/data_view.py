@@ -15,7 +15,7 @@ from PySide6.QtCore import QRectF
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from ..core.model import Run
-from .plot_style import TimedPlotWidget, cache_axes
+from .plot_style import TimedPlotWidget, cache_axes, legend_label
 
 #: blue (0) through white to red (1): two classes and the probability between them
 CLASSES = pg.ColorMap([0.0, 0.5, 1.0], [(33, 102, 172), (247, 247, 247), (178, 24, 43)])
@@ -130,7 +130,7 @@ class DataView(QWidget):
             if curve is None:
                 curve = self.curves[run.id] = pg.PlotCurveItem()
                 self.item.addItem(curve)
-                self.legend.addItem(curve, run.label)
+                self.legend.addItem(curve, legend_label(run.label))
             curve.setPen(pg.mkPen(run.settings.color or "#1f77b4", width=2))
             curve.setData(xs, picture.values[k], connect="finite")
 
@@ -181,7 +181,7 @@ class DataView(QWidget):
                 line = self.boundaries[run.id] = pg.IsocurveItem(level=0.5, pen=pen)
                 line.setParentItem(self.image)  # in the image's coordinates
                 line.setZValue(10)
-                self.legend.addItem(pg.PlotDataItem(pen=pen), f"{run.label}: p = 0.5")
+                self.legend.addItem(pg.PlotDataItem(pen=pen), f"{legend_label(run.label)}: p = 0.5")
             line.setPen(pen)
             line.setData(np.nan_to_num(values[k].T, nan=0.5), level=0.5)
 

@@ -46,6 +46,11 @@ class WindowSource:
         return self._w.dataView.plot
 
     @property
+    def surface(self):
+        """The 3-D surface view (its PNG is read from OpenGL)."""
+        return self._w.surfaceView
+
+    @property
     def runset(self):
         return self._w.controller.runset
 

@@ -11,7 +11,7 @@ from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QVBoxLayout, QWidg
 
 from ..core.model import Run
 from .plot_style import (Marker, TimedPlotWidget, cache_axes, decimate, finite_bounds,
-                         legend_entries, sticky_range)
+                         legend_entries, legend_label, sticky_range)
 
 
 class LossPlotView(QWidget):
@@ -91,7 +91,7 @@ class LossPlotView(QWidget):
             curve.setVisible(run.settings.visible)
         shown = [r for r in runs if r.settings.visible]
         for run in legend_entries(shown):
-            self.legend.addItem(self.curves[run.id], run.label)
+            self.legend.addItem(self.curves[run.id], legend_label(run.label))
         if len(shown) > len(legend_entries(shown)):
             self.legend.addItem(pg.PlotDataItem(pen=None), f"… {len(shown)} runs")
         if self.epochs:

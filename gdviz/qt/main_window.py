@@ -37,9 +37,11 @@ from .exporting import Exporting
 from .graph_view import GraphPanel
 from .leaderboard import LeaderboardView
 from .loss_plot import LossPlotView
+from .lr_plot import LrPlotView
 from .pacing import RedrawPacer
 from .problem_panel import ProblemPanel
 from .runs_panel import STATUS_COLORS, RunsPanel
+from .surface_view import SurfaceView
 from .trajectory_view import TrajectoryView
 
 
@@ -95,6 +97,9 @@ class MainWindow(QMainWindow):
         self.problemPanel.layout().insertWidget(1, self.dataPanel)
         self.controls = ControlsBar()
         self.lossView = LossPlotView()
+        self.lrPlot = LrPlotView()
+        self.lrPlot.link_x(self.lossView.plot)
+        self.surfaceView = SurfaceView()
         self.trajectoryView = TrajectoryView()
         self.graphArea = GraphPanel()
         self.leaderboard = LeaderboardView()
@@ -117,8 +122,17 @@ class MainWindow(QMainWindow):
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         scroll.setMinimumWidth(self.problemPanel.minimumSizeHint().width() + 24)
         plots = QSplitter(Qt.Orientation.Horizontal)
-        plots.addWidget(self.lossView)
-        plots.addWidget(self.trajectoryView)
+        loss_column = QSplitter(Qt.Orientation.Vertical)
+        loss_column.addWidget(self.lossView)
+        loss_column.addWidget(self.lrPlot)
+        loss_column.setSizes([330, 90])
+        plots.addWidget(loss_column)
+        # the 3-D surface beside the 2-D landscape (its OpenGL is made when first shown)
+        self.landscapeTabs = QTabWidget(objectName="landscapeTabs")
+        self.landscapeTabs.setDocumentMode(True)
+        self.landscapeTabs.addTab(self.trajectoryView, "Landscape")
+        self.landscapeTabs.addTab(self.surfaceView, "3-D surface")
+        plots.addWidget(self.landscapeTabs)
         plots.setSizes([500, 500])
         self.bottomTabs = QTabWidget(objectName="bottomTabs")
         self.bottomTabs.addTab(self.dataView, "Data and fit")
@@ -330,6 +344,7 @@ class MainWindow(QMainWindow):
         panel.problemEdited.connect(self._on_panel_problem_edited)
         panel.hyperChanged.connect(lambda name, value: c.set_hyper(name, value))
         panel.optimizerChanged.connect(lambda name, hypers: c.set_optimizer(name, hypers))
+        panel.scheduleBox.scheduleChanged.connect(self._on_panel_schedule_changed)
         panel.stepsChanged.connect(c.set_steps)
         panel.tolChanged.connect(c.set_tol)
         panel.seedChanged.connect(c.set_seed)
@@ -354,6 +369,10 @@ class MainWindow(QMainWindow):
         self.trajectoryView.rangeChanged.connect(c.set_landscape)
         self.trajectoryView.landscapeRequested.connect(c.request_landscape)
         c.landscapeReady.connect(self.trajectoryView.show_landscape)
+        c.landscapeReady.connect(self._on_controller_landscape_ready)  # after the 2-D view's
+        self.landscapeTabs.currentChanged.connect(self._on_landscape_tabs_current_changed)
+        self.surfaceView.exportRequested.connect(lambda: self.exporting.ask("surface", ".png"))
+        panel.stepsChanged.connect(lambda _s: self.pacer.mark_dirty())  # the lr plot's plan
         self.graphArea.captureRequested.connect(c.request_graph)
         c.graphReady.connect(self.graphArea.show_graph)
         c.problemLoaded.connect(self._on_controller_problem_loaded)
@@ -401,6 +420,40 @@ class MainWindow(QMainWindow):
 
     def _on_panel_problem_edited(self, function: str, loss: str, params: dict) -> None:
         self.controller.edit_problem(function, loss, params)
+
+    def _on_controller_landscape_ready(self, grid) -> None:
+        """The grid the 2-D landscape just took is the 3-D surface's too."""
+        view = self.trajectoryView
+        if view.mode == "2d" and grid.ys is not None and view.z is grid.z:
+            (nx, ix), (ny, iy) = view.axes
+            self.surfaceView.show_grid(grid, (nx, ny), (ix, iy))
+            self.pacer.mark_dirty()
+
+    def _on_landscape_tabs_current_changed(self, _index: int) -> None:
+        if self.landscapeTabs.currentWidget() is self.surfaceView and \
+                self.surfaceView.gl is not None:
+            self.surfaceView.set_runs(list(self.controller.runset or []))
+        self.pacer.mark_dirty()
+
+    def _show_surface_mode(self) -> None:
+        """The 3-D surface needs the 2-D landscape; otherwise it says why it is empty. Its
+        old grid (another problem's, or another slice's) goes; the next one comes with the
+        2-D view's."""
+        if self.trajectoryView.mode == "2d":
+            self.surfaceView.clear("The surface is drawn once the landscape is computed.")
+        else:
+            n = self.controller.layout.n_grads if self.controller.layout else 0
+            more = (" Tick \"landscape of\" above the 2-D plot and choose two of them."
+                    if n > 2 else "")
+            self.surfaceView.clear(
+                "The 3-D surface shows a landscape of two parameters; this problem has "
+                f"{n:,} trainable element{'' if n == 1 else 's'}.{more}")
+
+    def _on_panel_schedule_changed(self, schedule, clip_norm) -> None:
+        try:
+            self.controller.set_schedule(schedule, clip_norm)
+        except GdvizError as exc:  # the box checks first; this is the last word
+            self.show_message(str(exc))
 
     def _on_controls_play_toggled(self) -> None:
         self.problemPanel.flush()
@@ -507,6 +560,7 @@ class MainWindow(QMainWindow):
         return np.linalg.eigh(np.asarray(curvature.hessian)[np.ix_(k, k)])
 
     def _on_trajectory_mode_changed(self) -> None:
+        self._show_surface_mode()
         self._on_controller_runs_changed()  # the runs' drawings, made anew
         if self.analyses.curvature is not None:
             self.trajectoryView.show_curvature(*self._curvature_in_view(self.analyses.curvature))
@@ -522,7 +576,9 @@ class MainWindow(QMainWindow):
 
     def _on_runs_add_requested(self) -> None:
         selected = self.controller.selected.settings
-        self.controller.add_run(RunSettings(selected.optimizer, dict(selected.hypers)))
+        self.controller.add_run(RunSettings(selected.optimizer, dict(selected.hypers),
+                                            schedule=selected.schedule,
+                                            clip_norm=selected.clip_norm))
 
     def _on_runs_fork_requested(self, run_id: int) -> None:
         self.pause_and_wait()
@@ -536,6 +592,7 @@ class MainWindow(QMainWindow):
         self._loaded_once = True
         self.problemPanel.show_session(c.session, c.info.shapes)
         self.trajectoryView.configure(c.info.layout, c.info.initial, c.session.landscape)
+        self._show_surface_mode()
         self.graphArea.set_problem()
         self.lossView.clear()
         self.curvatureView.clear()
@@ -576,11 +633,13 @@ class MainWindow(QMainWindow):
         c = self.controller
         runs, selected = list(c.runset), c.runset.selected_id
         self.lossView.set_runs(runs, selected)
+        self.lrPlot.set_runs(runs, selected, c.runset.steps)
         self.trajectoryView.set_runs(runs, selected)
+        self.surfaceView.set_runs(runs)
         self.runsPanel.show_runs(runs, selected)
         run = c.selected
         self.problemPanel.show_run(run.settings.optimizer, run.settings.hypers, run.label,
-                                   len(runs) > 1)
+                                   len(runs) > 1, run.settings.schedule, run.settings.clip_norm)
         self.pacer.mark_dirty()
 
     def _on_controller_selection_changed(self, _run_id: int) -> None:
@@ -634,7 +693,9 @@ class MainWindow(QMainWindow):
             return
         runs, selected = list(c.runset), c.runset.selected_id
         self.lossView.refresh(runs, selected, c.runset.steps)
+        self.lrPlot.refresh(runs, c.runset.steps)
         self.trajectoryView.refresh(runs, selected)
+        self.surfaceView.refresh(runs)
         if self.graphArea.isVisible() and self.graphArea.height() > 40:
             self.graphArea.show_point(c.current)
         self.runsPanel.show_progress(runs)

@@ -88,6 +88,12 @@ def decimate(x: np.ndarray, y: np.ndarray, limit: int) -> tuple[np.ndarray, np.n
     return x[keep], y[keep]
 
 
+def legend_label(label: str, limit: int = 44) -> str:
+    """A run's label as a legend shows it: cut short (a schedule and a clip make labels
+    long), so the legend never grows past the plot. The Runs list shows it whole."""
+    return label if len(label) <= limit else label[:limit - 1].rstrip(" ,") + "…"
+
+
 def legend_entries(items: list, limit: int = MAX_LEGEND) -> list:
     """At most ``limit`` of ``items``, evenly spread and always with the first and last:
     a sweep of 64 runs keeps a legend that names its range without covering the plot."""

@@ -19,6 +19,8 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout
 from ..core.limits import MAX_STEPS
 from ..core.optimizers import OPTIMIZERS, Hyper
 from ..core.params import ParamSpec
+from ..core.schedules import Schedule
+from .schedule_box import ScheduleBox
 
 if TYPE_CHECKING:
     from ..core.session import Session
@@ -161,6 +163,9 @@ class ProblemPanel(QWidget):
         self._hyper_form = QFormLayout(self._hyper_box)
         self._hyper_form.setContentsMargins(0, 0, 0, 0)
         oform.addRow(self._hyper_box)
+        # the schedule and the clip of the selected run (announced by scheduleBox itself)
+        self.scheduleBox = ScheduleBox()
+        oform.addRow(self.scheduleBox)
         layout.addWidget(optim)
 
         run = QGroupBox("Run")
@@ -239,9 +244,15 @@ class ProblemPanel(QWidget):
         self._fill_table(list(shapes) if shapes is not None else list(session.params), shapes)
         self.clear_errors()
 
-    def show_run(self, optimizer: str, hypers: dict[str, Any], label: str, several: bool) -> None:
+    def show_run(self, optimizer: str, hypers: dict[str, Any], label: str, several: bool,
+                 schedule: Schedule | None = None, clip_norm: float | None = None) -> None:
         """Show the selected run's optimizer settings (what the optimizer group edits)."""
-        self.optimizerGroup.setTitle(f"Optimizer of {label}" if several else "Optimizer")
+        # A group box is as wide as its title: a long label (a schedule, a clip) is cut
+        # short there, whole in the tooltip, so the panel never outgrows its column.
+        short = label if len(label) <= 34 else label[:33].rstrip(" ,") + "…"
+        self.optimizerGroup.setTitle(f"Optimizer of {short}" if several else "Optimizer")
+        self.optimizerGroup.setToolTip(f"The optimizer of {label}" if several else "")
+        self.scheduleBox.show_schedule(schedule or Schedule(), clip_norm)
         if self.optimizerCombo.currentData() != optimizer or self.hypers() != hypers:
             blocker = QSignalBlocker(self.optimizerCombo)
             self.optimizerCombo.setCurrentIndex(self.optimizerCombo.findData(optimizer))

@@ -35,7 +35,7 @@ from ..core.history import ColumnLayout
 from ..core.model import Run
 from .basin_layer import BasinLayer
 from .plot_style import (Marker, TimedPlotWidget, cache_axes, finite_bounds, legend_entries,
-                         sticky_range)
+                         legend_label, sticky_range)
 
 GRID_2D = 120
 BASIN_GRID = 200
@@ -412,7 +412,7 @@ class TrajectoryView(QWidget):
             # fewer names than the loss plot's: this legend sits over the paths themselves
             named = legend_entries(shown, LANDSCAPE_LEGEND)
             for run in named:
-                self.legend.addItem(self.drawings[run.id].path, run.label)
+                self.legend.addItem(self.drawings[run.id].path, legend_label(run.label))
             if len(shown) > len(named):
                 self.legend.addItem(pg.PlotDataItem(pen=None), f"… {len(shown)} runs")
         if self.mode == "2d":
