@@ -185,8 +185,11 @@ class Documents(QObject):
     # --- data -------------------------------------------------------------------------
 
     def ask_open_data(self) -> bool:
-        path = self.window.ask_path("Open data", "", DATA_FILTER, save=False)
-        return bool(path) and self.open_data(path)
+        path = self.window.ask_path("Open data", self.folder(), DATA_FILTER, save=False)
+        if not path:
+            return False
+        self.remember_folder(Path(path))
+        return self.open_data(path)
 
     def open_data(self, path: str | Path) -> bool:
         """Fit the CSV file at ``path``; on any error the window keeps what it had and says

@@ -9,7 +9,8 @@ The dialog starts where the caller says (the folder last used), never in an odd 
 from __future__ import annotations
 
 from PySide6.QtCore import QFileInfo
-from PySide6.QtWidgets import QAbstractFileIconProvider, QFileDialog, QWidget
+from PySide6.QtGui import QAbstractFileIconProvider  # QtGui in Qt 6, not QtWidgets
+from PySide6.QtWidgets import QFileDialog, QWidget
 
 
 class PlainIconProvider(QAbstractFileIconProvider):
