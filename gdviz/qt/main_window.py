@@ -37,7 +37,10 @@ from .loss_plot import LossPlotView
 from .pacing import RedrawPacer
 from .problem_panel import ProblemPanel
 from .runs_panel import STATUS_COLORS, RunsPanel
+from .step_inspector import StepInspector
+from .timeline_view import TimelineBar
 from .trajectory_view import TrajectoryView
+from .update_view import UpdateView
 
 
 class _GraphWindow(QWidget):
@@ -95,6 +98,10 @@ class MainWindow(QMainWindow):
         self.analyses = AnalysisController(self.controller, self)
         self.curvatureView = CurvatureView()
         self.lrRangeView = LrRangeView()
+        self.timeline = TimelineBar()
+        self.updateView = UpdateView()
+        self.inspector = StepInspector(self.controller, self)
+        self.gradCheckDialog = None
         # The banner keeps its room whether it shows text or not: nothing below it may move
         # while the app is used (a click aimed at a box must land on that box).
         self.messageLabel = QLabel(objectName="messageLabel")
@@ -117,8 +124,15 @@ class MainWindow(QMainWindow):
         self.bottomTabs.addTab(self.leaderboard, "Leaderboard")
         self.bottomTabs.addTab(self.curvatureView, "Curvature")
         self.bottomTabs.addTab(self.lrRangeView, "LR range test")
+        self.bottomTabs.addTab(self.updateView, "Update")
+        upper = QWidget()
+        ulayout = QVBoxLayout(upper)
+        ulayout.setContentsMargins(0, 0, 0, 0)
+        ulayout.setSpacing(2)
+        ulayout.addWidget(plots, 1)
+        ulayout.addWidget(self.timeline)
         lower = QSplitter(Qt.Orientation.Vertical)
-        lower.addWidget(plots)
+        lower.addWidget(upper)
         lower.addWidget(self.bottomTabs)
         lower.setSizes([420, 300])
         right = QWidget()
@@ -230,6 +244,10 @@ class MainWindow(QMainWindow):
             analysis, "&Curvature at the current point", self.show_curvature,
             tip="The Hessian's eigenvalues, condition number and stable learning rates at the "
             "selected run's point, its directions on the landscape, and λmax along the run")
+        self.gradCheckAction = self._action(
+            analysis, "Check &gradients", self.check_gradients,
+            tip="Autograd's gradient against finite differences for every parameter element at "
+            "the step shown, with the relative error; kinks (abs, relu at 0) are flagged")
 
     def _action(self, menu: QMenu, text: str, slot, keys: str | None = None,
                 tip: str | None = None) -> QAction:
@@ -307,7 +325,14 @@ class MainWindow(QMainWindow):
         # Window-wide keys; a text field that wants the key (typing "r", moving the cursor)
         # takes it first through Qt's shortcut-override, so typing is never hijacked.
         for _text, keys, slot in self._run_keys():
-            QShortcut(QKeySequence(keys), self, activated=slot)
+            if keys != "Right":
+                QShortcut(QKeySequence(keys), self, activated=slot)
+        # Right steps the run, except on a scrubbed timeline, where it moves on a step;
+        # Left, Home and End move the timeline while the run rests.
+        QShortcut(QKeySequence("Right"), self, activated=self._on_right_key)
+        QShortcut(QKeySequence("Left"), self, activated=lambda: self._move_timeline(-1))
+        QShortcut(QKeySequence("Home"), self, activated=lambda: self._move_timeline("home"))
+        QShortcut(QKeySequence("End"), self, activated=lambda: self._move_timeline("end"))
 
     def _connect(self) -> None:
         c, panel, runs = self.controller, self.problemPanel, self.runsPanel
@@ -376,6 +401,89 @@ class MainWindow(QMainWindow):
         a.sharpnessReady.connect(self.curvatureView.show_sharpness)
         self.curvatureView.computeRequested.connect(self._on_curvature_compute_requested)
         self.bottomTabs.currentChanged.connect(self._on_bottom_tabs_current_changed)
+        self._connect_inspector()
+
+    def _connect_inspector(self) -> None:
+        i = self.inspector
+        self.timeline.rowChosen.connect(self._on_timeline_row_chosen)
+        self.timeline.restartRequested.connect(i.restart_here)
+        self.trajectoryView.arrowsToggled.connect(lambda _on: self._update_inspected())
+        i.rowChanged.connect(self.pacer.mark_dirty)
+        i.stepExplained.connect(self._on_inspector_step_explained)
+        i.gradCheckReady.connect(self._on_inspector_grad_check_ready)
+        i.gradCheckFailed.connect(lambda text: self.gradCheckDialog and
+                                  self.gradCheckDialog.show_error(text))
+
+    # --- the timeline and the step shown --------------------------------------------------
+
+    def _on_timeline_row_chosen(self, row: int) -> None:
+        self.inspector.set_row(None if row < 0 else row)
+        self.pacer.mark_dirty()
+
+    def _move_timeline(self, delta) -> None:
+        if not self.controller.running and self.timeline.slider.isEnabled():
+            self.timeline.move(delta)
+
+    def _on_right_key(self) -> None:
+        if not self.controller.running and self.inspector.row is not None:
+            self._move_timeline(1)
+        else:
+            self._on_controls_step_requested(self.controls.stepCountSpin.value())
+
+    def _update_inspected(self) -> None:
+        """The explanation is computed while someone shows it: the arrows or the Update tab."""
+        self.inspector.wanted = self.trajectoryView.arrowsCheck.isChecked() or \
+            self.bottomTabs.currentWidget() is self.updateView
+        self.inspector.refresh()
+
+    def _on_inspector_step_explained(self, view) -> None:
+        self.trajectoryView.show_step(view)
+        self.updateView.show_step(view, "The run is running: pause it to see its updates."
+                                  if self.controller.running else "")
+
+    def check_gradients(self) -> None:
+        """The gradient check at the step shown, in a window of its own."""
+        from .gradcheck_view import GradCheckDialog
+
+        if self.gradCheckDialog is None:
+            self.gradCheckDialog = GradCheckDialog(self)
+        self._grad_check_where = self._shown_step_words()
+        self.gradCheckDialog.show_running(self._grad_check_where)
+        if self.gradCheckDialog.isVisible():
+            self.gradCheckDialog.raise_()
+        else:
+            self.gradCheckDialog.show()
+        self.inspector.check_gradients()
+
+    def _on_inspector_grad_check_ready(self, check) -> None:
+        if self.gradCheckDialog is not None:
+            self.gradCheckDialog.show_check(check, self._grad_check_where)
+
+    def _shown_step_words(self) -> str:
+        run, row = self.controller.selected, self.inspector.row
+        if run is None:
+            return "the start"
+        step = int(run.history.steps[row]) if row is not None else run.step
+        return f"step {step:,} of {run.label}" + ("" if row is not None else " (where it stands)")
+
+    def _draw_step_shown(self) -> None:
+        """The timeline, the loss cursor and the landscape's marker at the step shown."""
+        c, i = self.controller, self.inspector
+        run = c.selected
+        if run is None:
+            return
+        h = run.history
+        if i.row is not None and i.row >= len(h):
+            i.go_live()
+        row = i.row
+        self.timeline.show_run(h.steps, run.step, h.stride, row, c.running)
+        if row is None:
+            self.lossView.set_cursor(None)
+            self.trajectoryView.set_cursor(None)
+        else:
+            step = int(h.steps[row])
+            self.lossView.set_cursor(step)
+            self.trajectoryView.set_cursor(h.params[row], float(h.loss[row]), step)
 
     # --- slots --------------------------------------------------------------------------
 
@@ -388,14 +496,17 @@ class MainWindow(QMainWindow):
             self.controller.pause()
         elif self._problem_ok:
             self.clear_message()  # what it said was for before this run
+            self.inspector.go_live()  # play continues from where the run stands
             self.controller.play()
 
     def _on_controls_step_requested(self, count: int) -> None:
         self.problemPanel.flush()
         if self._problem_ok:
+            self.inspector.go_live()
             self.controller.step_once(count)
 
     def _on_controls_reset_requested(self) -> None:
+        self.inspector.go_live()
         self.controller.reset()
         self.clear_message()
         self.lossView.clear()
@@ -497,6 +608,7 @@ class MainWindow(QMainWindow):
         self.curvatureView.show_error(text)
 
     def _on_bottom_tabs_current_changed(self, _index: int) -> None:
+        self._update_inspected()
         self.analyses.show_sharpness(self.bottomTabs.currentWidget() is self.curvatureView)
         self.pacer.mark_dirty()  # the tab shown now (the leaderboard) is drawn at the next frame
 
@@ -518,6 +630,7 @@ class MainWindow(QMainWindow):
         self.trajectoryView.configure(c.info.layout, c.info.initial, c.session.landscape)
         self.graphArea.set_problem()
         self.lossView.clear()
+        self.inspector.go_live()
         self.curvatureView.clear()
         self.lrRangeView.clear()
         self._problem_ok = True
@@ -539,6 +652,7 @@ class MainWindow(QMainWindow):
         self.pacer.mark_dirty()
 
     def _on_controller_selection_changed(self, _run_id: int) -> None:
+        self.inspector.go_live()  # another run: its own steps
         self._on_controller_runs_changed()
         self.graphArea.set_problem()  # another run: its own values (same structure)
 
@@ -553,6 +667,8 @@ class MainWindow(QMainWindow):
         self._update_controls()
 
     def _on_controller_state_changed(self, state: str) -> None:
+        self.inspector.refresh()  # paused: the last update can be explained
+        self._draw_step_shown()  # the timeline rests while the run plays
         self._update_controls()
         self._show_state(state)
         self.pacer.mark_dirty()
@@ -588,8 +704,10 @@ class MainWindow(QMainWindow):
         runs, selected = list(c.runset), c.runset.selected_id
         self.lossView.refresh(runs, selected, c.runset.steps)
         self.trajectoryView.refresh(runs, selected)
+        self._draw_step_shown()
         if self.graphArea.isVisible() and self.graphArea.height() > 40:
-            self.graphArea.show_point(c.current)
+            self.graphArea.show_point(self.inspector.point())
+        self.inspector.refresh()
         self.runsPanel.show_progress(runs)
         if self.leaderboard.isVisible():
             self.leaderboard.refresh(c.runset)

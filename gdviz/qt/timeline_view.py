@@ -1,0 +1,95 @@
+"""The timeline under the plots: a slider over the selected run's recorded steps.
+
+The slider's positions are the history's rows (a long run keeps every n-th step only, so
+the slider moves over what was recorded) and, at its right end, "live": where the run
+stands now. The label says which step is shown, and whether steps were thinned out.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PySide6.QtCore import QSignalBlocker, Qt, Signal
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QSlider, QWidget
+
+
+class TimelineBar(QWidget):
+    """A slider over recorded rows plus "live"; ``rowChosen`` carries the row (-1: live)."""
+
+    rowChosen = Signal(int)
+    restartRequested = Signal()
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("timeline")
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(4, 0, 4, 0)
+        title = QLabel("Step")
+        title.setToolTip("Scrub back through the selected run: every view shows that step")
+        self.slider = QSlider(Qt.Orientation.Horizontal, objectName="timelineSlider")
+        self.slider.setToolTip("The recorded steps of the selected run; the right end is "
+                               "live. Left/Right, Home/End move it while the run is paused.")
+        self.slider.setRange(0, 0)
+        self.slider.setPageStep(10)
+        self.slider.valueChanged.connect(self._on_slider_value_changed)
+        self.label = QLabel("live", objectName="timelineLabel")
+        self.label.setMinimumWidth(self.label.fontMetrics().horizontalAdvance(
+            "step 1,000,000 of 1,000,000 (every 1024th recorded)") + 8)
+        self.restartButton = QPushButton("Restart from here", objectName="restartButton")
+        self.restartButton.setToolTip("Put the selected run back at the step shown, with its "
+                                      "optimizer state where it can be replayed; the later "
+                                      "steps are dropped (Ctrl+Z brings them back)")
+        self.restartButton.clicked.connect(self.restartRequested.emit)
+        self.restartButton.setEnabled(False)
+        layout.addWidget(title)
+        layout.addWidget(self.slider, 1)
+        layout.addWidget(self.label)
+        layout.addWidget(self.restartButton)
+        self._steps = np.zeros(0, dtype=np.int64)
+        self._live_step = 0
+        self._stride = 1
+
+    @property
+    def live(self) -> bool:
+        return self.slider.value() >= len(self._steps)
+
+    @property
+    def row(self) -> int | None:
+        """The row shown, or None at the live end."""
+        return None if self.live else int(self.slider.value())
+
+    def show_run(self, steps: np.ndarray, live_step: int, stride: int, row: int | None,
+                 running: bool) -> None:
+        """The rows of the selected run, where it stands, and the row shown (None: live)."""
+        self._steps, self._live_step, self._stride = steps, int(live_step), int(stride)
+        n = len(steps)
+        value = n if row is None else min(int(row), n)
+        blocker = QSignalBlocker(self.slider)
+        if self.slider.maximum() != n:
+            self.slider.setMaximum(n)
+        if self.slider.value() != value:
+            self.slider.setValue(value)
+        del blocker
+        self.slider.setEnabled(not running and n > 0)
+        self.restartButton.setEnabled(not running and row is not None)
+        self._write_label()
+
+    def _write_label(self) -> None:
+        thinned = f" (every {self._stride}th recorded)" if self._stride > 1 else ""
+        if self.live:
+            text = f"live: step {self._live_step:,}{thinned}"
+        else:
+            text = f"step {int(self._steps[self.slider.value()]):,} of {self._live_step:,}{thinned}"
+        if self.label.text() != text:
+            self.label.setText(text)
+
+    def move(self, delta: int | str) -> None:
+        """One row back or on (``delta``), or "home" / "end" (live)."""
+        n = len(self._steps)
+        value = 0 if delta == "home" else n if delta == "end" else \
+            max(0, min(n, self.slider.value() + int(delta)))
+        self.slider.setValue(value)
+
+    def _on_slider_value_changed(self, value: int) -> None:
+        self._write_label()
+        self.restartButton.setEnabled(self.slider.isEnabled() and not self.live)
+        self.rowChosen.emit(-1 if self.live else int(value))
