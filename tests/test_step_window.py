@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from PySide6.QtCore import QPoint, Qt
+from PySide6.QtWidgets import QTableWidget
 
 from gdviz.core.optimizers import normalize_hypers
 from gdviz.core.params import ParamSpec
@@ -13,6 +14,30 @@ from gdviz.core.presets import load_preset
 from gdviz.core.session import apply_overrides
 
 from test_updates import torch_optimizer
+
+
+def test_a_file_opened_while_the_first_problem_loads_can_be_stepped(qtbot):
+    """``gdviz gui FILE`` opens the file while the window's first problem is still being
+    built: that build is dropped, and Step must not wait for it for ever."""
+    from gdviz.qt import MainWindow
+    from gdviz.qt.main_window import app_settings
+
+    app_settings().clear()
+    win = MainWindow()
+    win.ask_unsaved = lambda: "discard"
+    qtbot.addWidget(win)
+    win.show()
+    qtbot.waitExposed(win)
+    try:
+        assert win.controller.loading
+        assert win.load_session(rosenbrock())
+        assert not win.controller.loading
+        win.controls.stepCountSpin.setValue(3)
+        qtbot.mouseClick(win.controls.stepButton, Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(lambda: win.controller.step == 3 and win.controller.state == "paused")
+    finally:
+        win.close()
+        app_settings().clear()
 
 
 def rosen(p):
@@ -104,6 +129,21 @@ def test_scrubbing_with_the_keys_shows_the_graph_of_that_step(qtbot, window):
     assert window.inspector.row is None
     window.controls.playButton.click()
     qtbot.waitUntil(lambda: window.controller.state == "paused")
+
+
+def test_a_focused_table_keeps_its_arrow_keys(qtbot, window):
+    window.load_session(rosenbrock())
+    take_steps(qtbot, window, 5)
+    table = window.problemPanel.findChild(QTableWidget)
+    table.setFocus()
+    table.setCurrentCell(0, 1)
+    qtbot.keyClick(table, Qt.Key.Key_Left)
+    assert table.currentColumn() == 0 and window.inspector.row is None
+    qtbot.keyClick(table, Qt.Key.Key_Right)
+    assert table.currentColumn() == 1 and window.controller.step == 5
+    window.controls.playButton.setFocus()
+    press(qtbot, window, Qt.Key.Key_Left)
+    assert window.inspector.row == 4
 
 
 def torch_states(name, hypers, steps):
@@ -234,6 +274,27 @@ def test_arrows_on_the_one_parameter_curve_point_along_it(qtbot, window):
     history = window.controller.history
     assert arrows.drawn["−∇L"] == pytest.approx((-history.grads[2][0], 0.0))
     assert arrows.drawn["−∇L"][0] > 0  # downhill, towards w = 3
+
+
+def test_a_thinned_history_moves_over_the_recorded_steps_and_says_so(qtbot, window):
+    window.load_session(rosenbrock())
+    window.controller.selected.history.set_limit(200)  # about 33 rows: a long run, in short
+    take_steps(qtbot, window, 100)
+    history = window.controller.history
+    stride = history.stride
+    assert stride > 1 and window.timeline.slider.maximum() == len(history)
+    assert f"(every {stride}th recorded)" in window.timeline.label.text()
+    open_tab(qtbot, window, window.updateView)
+    press(qtbot, window, Qt.Key.Key_Left, 2)
+    row = len(history) - 2
+    assert window.inspector.row == row
+    assert window.timeline.label.text() == \
+        f"step {history.steps[row]} of 100 (every {stride}th recorded)"
+    assert history.steps[row] % stride == 0
+    qtbot.waitUntil(lambda: window.lossView.cursor.value() == history.steps[row])
+    view = window.updateView
+    qtbot.waitUntil(lambda: view.view is not None and view.view.step == history.steps[row])
+    assert view.table.rowCount() == 0 and f"every {stride}th step" in view.title.text()
 
 
 def test_the_gradient_check_flags_the_kink_of_abs_at_zero(qtbot, window):

@@ -162,6 +162,9 @@ class TrainingController(QObject):
         generation = self.generation + 1
         built = self.worker.call(lambda w: _build(w, generation, session))
         self._install(generation, session, *built)
+        # A first problem still building (the window's, when a file is opened at start) is
+        # replaced: its answer is dropped, so nothing waits for it any more.
+        self.loading, self._queued = False, None
 
     def load_session_async(self, session: Session,
                            on_error: Callable[[GdvizError], None] | None = None) -> None:

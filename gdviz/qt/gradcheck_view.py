@@ -54,7 +54,7 @@ class GradCheckDialog(QDialog):
                      f"{e.rel_error:.2e}", "yes" if e.kink else "", status]
             for c, text in enumerate(cells):
                 item = QTableWidgetItem(text)
-                if c > 0:
+                if 0 < c < len(cells) - 1:
                     item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
                 if e.kink:
                     item.setBackground(QColor("#fff3cd"))

@@ -17,7 +17,7 @@ import numpy as np
 
 from PySide6.QtCore import QByteArray, QSettings, QSignalBlocker, Qt, Signal
 from PySide6.QtGui import QAction, QKeySequence, QShortcut
-from PySide6.QtWidgets import (QApplication, QFileDialog, QLabel, QMainWindow, QMenu,
+from PySide6.QtWidgets import (QAbstractItemView, QApplication, QFileDialog, QLabel, QMainWindow, QMenu,
                                QMessageBox, QScrollArea, QSizePolicy, QSplitter, QTabWidget,
                                QVBoxLayout, QWidget)
 
@@ -329,10 +329,12 @@ class MainWindow(QMainWindow):
                 QShortcut(QKeySequence(keys), self, activated=slot)
         # Right steps the run, except on a scrubbed timeline, where it moves on a step;
         # Left, Home and End move the timeline while the run rests.
-        QShortcut(QKeySequence("Right"), self, activated=self._on_right_key)
-        QShortcut(QKeySequence("Left"), self, activated=lambda: self._move_timeline(-1))
-        QShortcut(QKeySequence("Home"), self, activated=lambda: self._move_timeline("home"))
-        QShortcut(QKeySequence("End"), self, activated=lambda: self._move_timeline("end"))
+        keys = {"Right": self._on_right_key, "Left": lambda: self._move_timeline(-1),
+                "Home": lambda: self._move_timeline("home"),
+                "End": lambda: self._move_timeline("end")}
+        self._arrow_shortcuts = [QShortcut(QKeySequence(name), self, activated=slot)
+                                 for name, slot in keys.items()]
+        QApplication.instance().focusChanged.connect(self._on_app_focus_changed)
 
     def _connect(self) -> None:
         c, panel, runs = self.controller, self.problemPanel, self.runsPanel
@@ -419,6 +421,12 @@ class MainWindow(QMainWindow):
     def _on_timeline_row_chosen(self, row: int) -> None:
         self.inspector.set_row(None if row < 0 else row)
         self.pacer.mark_dirty()
+
+    def _on_app_focus_changed(self, _old, new) -> None:
+        """A list or table with the focus keeps its arrow keys (moving between cells)."""
+        on = not isinstance(new, QAbstractItemView)
+        for shortcut in self._arrow_shortcuts:
+            shortcut.setEnabled(on)
 
     def _move_timeline(self, delta) -> None:
         if not self.controller.running and self.timeline.slider.isEnabled():

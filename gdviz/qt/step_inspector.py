@@ -56,8 +56,8 @@ def state_arrow(rule: str) -> tuple[str, str] | None:
     return None
 
 
-RATE_NAMES = {"adam": "exp_avg_sq: lr/(√v̂+ε)", "rmsprop": "square_avg: lr/(√s+ε)",
-              "adagrad": "sum: lr/(√Σ+ε)"}
+RATE_NAMES = {"adam": "exp_avg_sq: rate lr/(√v̂+ε)", "rmsprop": "square_avg: rate lr/(√s+ε)",
+              "adagrad": "sum: rate lr/(√Σ+ε)"}
 
 
 def _trace_key(run: Run) -> tuple:

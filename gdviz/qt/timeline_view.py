@@ -12,6 +12,12 @@ from PySide6.QtCore import QSignalBlocker, Qt, Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QSlider, QWidget
 
 
+def ordinal(n: int) -> str:
+    """2nd, 4th, 32nd..."""
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
 class TimelineBar(QWidget):
     """A slider over recorded rows plus "live"; ``rowChosen`` carries the row (-1: live)."""
 
@@ -74,7 +80,7 @@ class TimelineBar(QWidget):
         self._write_label()
 
     def _write_label(self) -> None:
-        thinned = f" (every {self._stride}th recorded)" if self._stride > 1 else ""
+        thinned = f" (every {ordinal(self._stride)} recorded)" if self._stride > 1 else ""
         if self.live:
             text = f"live: step {self._live_step:,}{thinned}"
         else:
