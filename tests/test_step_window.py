@@ -40,6 +40,9 @@ def test_a_file_opened_while_the_first_problem_loads_can_be_stepped(qtbot):
         app_settings().clear()
 
 
+SLOW = 4  # the speed slider at 20 steps a second
+
+
 def rosen(p):
     return (1 - p[0]) ** 2 + 100 * (p[1] - p[0] ** 2) ** 2
 
@@ -222,6 +225,21 @@ def test_restart_where_the_state_cannot_be_replayed_says_why(qtbot, window):
     assert "fresh optimizer state" in text and "does not match" in text
 
 
+def test_arrows_follow_a_running_run_and_show_the_state_once_paused(qtbot, window):
+    window.load_session(rosenbrock("adam", lr=0.05))
+    window.problemPanel.stepsSpin.setValue(1_000_000)
+    window.controls.speedSlider.setValue(SLOW)
+    window.trajectoryView.arrowsCheck.click()
+    arrows = window.trajectoryView.state_arrows
+    window.controls.playButton.click()
+    qtbot.waitUntil(lambda: window.controller.state == "running" and window.controller.step > 2)
+    qtbot.waitUntil(lambda: window.controller.running and "−∇L" in arrows.drawn)
+    assert "exp_avg −m" not in arrows.drawn  # the state is replayed once the run rests
+    window.controls.playButton.click()
+    qtbot.waitUntil(lambda: window.controller.state == "paused")
+    qtbot.waitUntil(lambda: "exp_avg −m" in arrows.drawn)
+
+
 def test_arrows_show_the_gradient_the_update_and_adams_state(qtbot, window):
     window.load_session(rosenbrock("adam", lr=0.05))
     take_steps(qtbot, window, 10)
@@ -252,13 +270,44 @@ def test_arrows_show_the_gradient_the_update_and_adams_state(qtbot, window):
     assert not any(a.isVisible() for a in arrows.arrows.values())
 
 
-def test_arrows_of_sgd_with_momentum_name_the_buffer(qtbot, window):
-    window.load_session(rosenbrock("sgd", lr=0.0005, momentum=0.9))
+@pytest.mark.parametrize("name, hypers, state, ellipse", [
+    ("sgd", {"lr": 0.0005, "momentum": 0.9}, "momentum buffer −b", None),
+    ("rmsprop", {"lr": 0.01}, None, "square_avg"),
+    ("rmsprop", {"lr": 0.01, "momentum": 0.5}, "momentum buffer −b", "square_avg"),
+    ("adagrad", {"lr": 0.1}, None, "sum"),
+])
+def test_arrows_and_ellipse_name_each_optimizers_state(qtbot, window, name, hypers, state,
+                                                       ellipse):
+    window.load_session(rosenbrock(name, **hypers))
     take_steps(qtbot, window, 4)
     window.trajectoryView.arrowsCheck.click()
     arrows = window.trajectoryView.state_arrows
-    qtbot.waitUntil(lambda: "momentum buffer −b" in arrows.drawn)
-    assert not arrows.ellipse.isVisible()  # no per-element rate for SGD
+    expected = {"−∇L", "Δθ"} | ({state} if state else set())
+    qtbot.waitUntil(lambda: set(arrows.drawn) == expected)
+    assert arrows.ellipse.isVisible() == bool(ellipse)
+    labels = [label.text for _sample, label in arrows.legend.items]
+    if ellipse:
+        assert any(t.startswith(ellipse) and "(ellipse)" in t for t in labels)
+        ax, ay = arrows.ellipse_axes
+        rates = window.trajectoryView.step_view.rates
+        assert ax / ay == pytest.approx(rates[0] / rates[1], rel=1e-6)
+
+
+def test_a_network_shows_the_first_elements_and_a_cursor_on_the_parameters_plot(qtbot, window):
+    window.load_session(load_preset("xor-network"))
+    take_steps(qtbot, window, 4)
+    trajectory = window.trajectoryView
+    assert trajectory.mode == "lines"
+    open_tab(qtbot, window, window.updateView)
+    press(qtbot, window, Qt.Key.Key_Left, 2)
+    assert window.inspector.row == 2
+    qtbot.waitUntil(lambda: trajectory.cursor_line.isVisible())
+    assert trajectory.cursor_line.value() == 2
+    view = window.updateView
+    qtbot.waitUntil(lambda: view.view is not None and view.view.step == 2)
+    assert view.table.columnCount() == 2 + 6 + 1
+    assert "The first 6 of 33 elements" in view.title.text()
+    assert view.table.horizontalHeaderItem(2).text() == "W[0,0]"
 
 
 def test_arrows_on_the_one_parameter_curve_point_along_it(qtbot, window):

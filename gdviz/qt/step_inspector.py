@@ -98,6 +98,9 @@ def step_view(trace, run_id: int, layout, row: int, data: tuple) -> StepView:
     view.arrows["−∇L"] = full(-grad)
     if after is not None:
         view.arrows["Δθ"] = np.asarray(after, dtype=np.float64) - point
+    if trace is None:
+        view.note = "the run is running: pause it to see the optimizer's state and the update"
+        return view
     explanation = trace.explain(row) if trace.available(row) else None
     view.explanation = explanation
     if explanation is None:
@@ -133,6 +136,7 @@ class StepInspector(QObject):
         self._asked: tuple | None = None  # the latest (run, key, row) wanted
         self.shown: StepView | None = None
         self._cleared = False           # None was announced since the last StepView
+        self._shown_ask: tuple | None = None  # what ``shown`` answers (None: not asked)
 
     # --- the position ------------------------------------------------------------------
 
@@ -178,19 +182,27 @@ class StepInspector(QObject):
         return self._trace
 
     def refresh(self) -> None:
-        """Ask for the explanation of the row shown, if anyone shows it and the run rests."""
+        """Ask for the explanation of the row shown, if anyone shows it. While the run
+        runs, only what the history holds is shown (the gradient and the update: plain
+        arrays, here), without asking the worker."""
         c = self.controller
         run = c.selected
         row = self.explained_row()
-        if not self.wanted or c.running or run is None or row is None:
-            self._asked = None
+        if not self.wanted or run is None or row is None:
+            self._asked = self._shown_ask = None
             if self.shown is not None or not self._cleared:
                 self.shown, self._cleared = None, True
                 self.stepExplained.emit(None)
             return
         self._cleared = False
+        if c.running:
+            self._asked = self._shown_ask = None
+            if self.shown is None or self.shown.run_id != run.id or self.shown.row != row:
+                self.shown = step_view(None, run.id, run.history.layout, row, row_data(run, row))
+                self.stepExplained.emit(self.shown)
+            return
         ask = (run.id, _trace_key(run), row)
-        if self.shown is not None and (self.shown.run_id, self._trace_key, self.shown.row) == ask:
+        if ask == self._shown_ask:
             return
         self._asked = ask
         if self._in_flight is None:
@@ -209,10 +221,11 @@ class StepInspector(QObject):
     def _on_answer(self, ask: tuple, generation: int, view: StepView | None,
                    error: GdvizError | None = None) -> None:
         self._in_flight = None
-        if error is not None:
+        if error is not None and ask == self._asked:
+            self._shown_ask = ask  # not asked again: one message is enough
             self.controller.message.emit(f"Cannot explain the step: {error}")
         elif ask == self._asked and generation == self.controller.generation:
-            self.shown = view
+            self.shown, self._shown_ask = view, ask
             self.stepExplained.emit(view)
             return
         self.refresh()  # the position moved on meanwhile: the latest one wins
