@@ -60,7 +60,7 @@ class StateArrows:
                                "vectors differ by orders of magnitude); the numbers are their "
                                "components. The ellipse's axes are proportional to the "
                                "optimizer's per-element rate.")
-        self._items_added = False
+        self._legend_names: list[str] = []
         self.drawn: dict[str, tuple[float, float]] = {}   # name -> the drawn direction (x, y)
         self.ellipse_axes: tuple[float, float] | None = None
 
@@ -96,8 +96,8 @@ class StateArrows:
         if not (pw > 0 and ph > 0) or not all(map(math.isfinite, point)):
             self.hide()
             return
-        self.legend.clear()
         self.drawn = {}
+        entries: list[tuple[str, str]] = []  # (name, text) of the legend, in order
         for name, arrow in self.arrows.items():
             if name not in vectors:
                 arrow.hide()
@@ -115,22 +115,40 @@ class StateArrows:
             arrow.setPos(point[0] + scale * vx, point[1] + scale * vy)
             arrow.show()
             self.drawn[name] = (vx, vy)
-            sample = pg.PlotDataItem(pen=pg.mkPen(_style(name)[0], width=_style(name)[2] + 1))
-            self.legend.addItem(sample, f"{name} {_fmt(vec)}")
-        self._draw_ellipse(point, rates, rates_name)
-        self.legend.setVisible(bool(self.drawn) or self.ellipse.isVisible())
+            entries.append((name, f"{name} {_fmt(vec)}"))
+        if self._draw_ellipse(point, rates):
+            entries.append(("ellipse", f"{rates_name} {_fmt(rates)} (ellipse)"))
+        self._fill_legend(entries)
+        self.legend.setVisible(bool(entries))
 
-    def _draw_ellipse(self, point: tuple[float, float], rates: np.ndarray | None,
-                      name: str) -> None:
+    def _fill_legend(self, entries: list[tuple[str, str]]) -> None:
+        """The legend's rows, made anew only when the names change (a running run changes
+        the numbers every frame: then only the texts are set)."""
+        names = [name for name, _ in entries]
+        if names != self._legend_names:
+            self.legend.clear()
+            for name, text in entries:
+                if name == "ellipse":
+                    pen = pg.mkPen(ELLIPSE_COLOR, width=2, style=Qt.PenStyle.DashLine)
+                else:
+                    color, _length, width = _style(name)
+                    pen = pg.mkPen(color, width=width + 1)
+                self.legend.addItem(pg.PlotDataItem(pen=pen), text)
+            self._legend_names = names
+            return
+        for (_sample, label), (_name, text) in zip(self.legend.items, entries):
+            if label.text != text:
+                label.setText(text)
+
+    def _draw_ellipse(self, point: tuple[float, float], rates: np.ndarray | None) -> bool:
         if rates is None or not np.isfinite(rates).all() or not rates.max() > 0:
             self.ellipse.hide()
             self.ellipse_axes = None
-            return
+            return False
         big = float(rates.max())
         ax, ay = (max(2.0, ELLIPSE_PX * float(r) / big) if r > 0 else 0.0 for r in rates)
         self.ellipse.setRect(QRectF(-ax, -ay, 2 * ax, 2 * ay))
         self.ellipse.setPos(*point)
         self.ellipse.show()
         self.ellipse_axes = (ax, ay)
-        sample = pg.PlotDataItem(pen=pg.mkPen(ELLIPSE_COLOR, width=2, style=Qt.PenStyle.DashLine))
-        self.legend.addItem(sample, f"{name} {_fmt(rates)} (ellipse)")
+        return True
