@@ -213,6 +213,33 @@ def test_restart_from_here_then_step_continues_from_that_step(qtbot, window):
     qtbot.waitUntil(lambda: window.controller.step == 20)
 
 
+def test_branch_from_a_scrubbed_step_makes_a_run_from_there(qtbot, window):
+    window.load_session(rosenbrock("adam", lr=0.05))
+    take_steps(qtbot, window, 20)
+    parent = window.controller.selected
+    original = parent.history.params.copy()
+    press(qtbot, window, Qt.Key.Key_Left, 10)
+    qtbot.mouseClick(window.runsPanel.forkButton, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: len(window.controller.runset) == 2)
+    child = window.controller.selected
+    assert child is not parent and child.step == 10 and parent.step == 20
+    assert "Branched from step 10 with the optimizer's state" in window.messageLabel.text()
+    window.controls.stepCountSpin.setValue(2)
+    qtbot.mouseClick(window.controls.stepButton, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: child.step == 12 and window.controller.state == "paused")
+    window.pause_and_wait()
+    np.testing.assert_allclose(child.history.params[10:12], original[10:12], rtol=1e-6)
+    np.testing.assert_array_equal(parent.history.params[:20], original)
+    assert parent.step == 22  # Step moves every run
+    # the timeline follows the selected run: scrubbing shows the branch's steps
+    window.controls.playButton.setFocus()
+    press(qtbot, window, Qt.Key.Key_Left)
+    assert window.inspector.row == len(child.history) - 1
+    marker = window.trajectoryView.current_marker
+    point = child.history.params[-1]
+    qtbot.waitUntil(lambda: marker.point == pytest.approx((point[0], point[1])))
+
+
 def test_restart_where_the_state_cannot_be_replayed_says_why(qtbot, window):
     window.load_session(rosenbrock("adam", lr=0.05))
     take_steps(qtbot, window, 5)

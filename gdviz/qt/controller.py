@@ -395,11 +395,13 @@ class TrainingController(QObject):
         self.runset.select(child.id)
         return child
 
-    def restart_run(self, run_id: int, row: int, state: RowState | None) -> None:
+    def restart_run(self, run_id: int, row: int, state: RowState | None,
+                    remember: bool = True) -> None:
         """"Restart from here": put a paused run back at its history row ``row`` (its
         parameters, step and loss there) with optimizer state ``state`` (None: fresh); the
-        later rows are dropped, and Ctrl+Z brings them back."""
-        self._remember(self._keepsake())
+        later rows are dropped, and Ctrl+Z brings them back (with ``remember``)."""
+        if remember:
+            self._remember(self._keepsake())
         self._stop_running()
         run = self.runset.get(run_id)
         history = run.history

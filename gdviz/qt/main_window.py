@@ -409,6 +409,7 @@ class MainWindow(QMainWindow):
         i = self.inspector
         self.timeline.rowChosen.connect(self._on_timeline_row_chosen)
         self.timeline.restartRequested.connect(i.restart_here)
+        self.timeline.branchRequested.connect(lambda: i.restart_here(branch=True))
         self.trajectoryView.arrowsToggled.connect(lambda _on: self._update_inspected())
         i.rowChanged.connect(self.pacer.mark_dirty)
         i.stepExplained.connect(self._on_inspector_step_explained)
@@ -626,6 +627,9 @@ class MainWindow(QMainWindow):
 
     def _on_runs_fork_requested(self, run_id: int) -> None:
         self.pause_and_wait()
+        if self.inspector.row is not None and run_id == self.controller.runset.selected_id:
+            self.inspector.restart_here(branch=True)  # from the step the timeline shows
+            return
         self.controller.fork_run(run_id)
         self.show_message("Branched: the new run starts where the selected one stands. "
                           "Change its optimizer, then press Play to compare.")

@@ -232,9 +232,10 @@ class StepInspector(QObject):
 
     # --- restart from here --------------------------------------------------------------
 
-    def restart_here(self) -> None:
+    def restart_here(self, branch: bool = False) -> None:
         """Put the selected run back at the row shown, with its optimizer state where it
-        can be replayed (the status bar says when it cannot)."""
+        can be replayed (the status bar says when it cannot); with ``branch``, a new run
+        starts there instead and the selected one stays as it is ("Branch from here")."""
         c = self.controller
         run, row = c.selected, self.row
         if run is None or row is None or c.running:
@@ -252,12 +253,15 @@ class StepInspector(QObject):
             if generation != c.generation or c.selected is not run or row >= len(run.history):
                 return
             step = int(run.history.steps[row])
-            c.restart_run(run.id, row, state)
+            target = c.fork_run(run.id).id if branch else run.id  # the fork is selected
+            c.restart_run(target, row, state, remember=not branch)
             self.row = None
             self.rowChanged.emit()
             how = "with the optimizer's state it had there" if state is not None or step == 0 \
                 else f"with a fresh optimizer state ({trace.why_not or 'not replayable'})"
-            c.message.emit(f"Restarted from step {step:,} {how}. Ctrl+Z brings the later "
+            c.message.emit(f"Branched from step {step:,} {how}: change its settings, then press "
+                           "Play to compare." if branch else
+                           f"Restarted from step {step:,} {how}. Ctrl+Z brings the later "
                            "steps back.")
 
         c.request(lambda _w: trace.row_state(row), done)

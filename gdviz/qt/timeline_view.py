@@ -23,6 +23,7 @@ class TimelineBar(QWidget):
 
     rowChosen = Signal(int)
     restartRequested = Signal()
+    branchRequested = Signal()
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -39,17 +40,24 @@ class TimelineBar(QWidget):
         self.slider.valueChanged.connect(self._on_slider_value_changed)
         self.label = QLabel("live", objectName="timelineLabel")
         self.label.setMinimumWidth(self.label.fontMetrics().horizontalAdvance(
-            "step 1,000,000 of 1,000,000 (every 1024th recorded)") + 8)
+            "step 100,000 of 100,000 (every 64th recorded)") + 8)  # no jitter while dragging
         self.restartButton = QPushButton("Restart from here", objectName="restartButton")
         self.restartButton.setToolTip("Put the selected run back at the step shown, with its "
                                       "optimizer state where it can be replayed; the later "
                                       "steps are dropped (Ctrl+Z brings them back)")
         self.restartButton.clicked.connect(self.restartRequested.emit)
         self.restartButton.setEnabled(False)
+        self.branchButton = QPushButton("Branch from here", objectName="timelineBranchButton")
+        self.branchButton.setToolTip("A new run from the step shown (its optimizer state "
+                                     "too, where it can be replayed); the selected run stays "
+                                     "as it is")
+        self.branchButton.clicked.connect(self.branchRequested.emit)
+        self.branchButton.setEnabled(False)
         layout.addWidget(title)
         layout.addWidget(self.slider, 1)
         layout.addWidget(self.label)
         layout.addWidget(self.restartButton)
+        layout.addWidget(self.branchButton)
         self._steps = np.zeros(0, dtype=np.int64)
         self._live_step = 0
         self._stride = 1
@@ -77,6 +85,7 @@ class TimelineBar(QWidget):
         del blocker
         self.slider.setEnabled(not running and n > 0)
         self.restartButton.setEnabled(not running and row is not None)
+        self.branchButton.setEnabled(not running and row is not None)
         self._write_label()
 
     def _write_label(self) -> None:
@@ -98,4 +107,5 @@ class TimelineBar(QWidget):
     def _on_slider_value_changed(self, value: int) -> None:
         self._write_label()
         self.restartButton.setEnabled(self.slider.isEnabled() and not self.live)
+        self.branchButton.setEnabled(self.slider.isEnabled() and not self.live)
         self.rowChosen.emit(-1 if self.live else int(value))
