@@ -380,7 +380,7 @@ def test_the_gradient_check_flags_the_kink_of_abs_at_zero(qtbot, window):
     action = next(a for a in window.analysisMenu.actions()
                   if a.text().replace("&", "").startswith("Check gradients"))
     action.trigger()
-    dialog = window.gradCheckDialog
+    dialog = window.stepping.gradCheckDialog
     qtbot.waitUntil(lambda: dialog.table.rowCount() == 2, timeout=10_000)
     cells = {dialog.table.item(r, 0).text(): [dialog.table.item(r, c).text() for c in range(7)]
              for r in range(2)}

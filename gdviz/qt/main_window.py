@@ -17,7 +17,7 @@ import numpy as np
 
 from PySide6.QtCore import QByteArray, QSettings, QSignalBlocker, Qt, Signal
 from PySide6.QtGui import QAction, QKeySequence, QShortcut
-from PySide6.QtWidgets import (QAbstractItemView, QApplication, QFileDialog, QLabel, QMainWindow, QMenu,
+from PySide6.QtWidgets import (QApplication, QFileDialog, QLabel, QMainWindow, QMenu,
                                QMessageBox, QScrollArea, QSizePolicy, QSplitter, QTabWidget,
                                QVBoxLayout, QWidget)
 
@@ -38,6 +38,7 @@ from .pacing import RedrawPacer
 from .problem_panel import ProblemPanel
 from .runs_panel import STATUS_COLORS, RunsPanel
 from .step_inspector import StepInspector
+from .stepping import Stepping
 from .timeline_view import TimelineBar
 from .trajectory_view import TrajectoryView
 from .update_view import UpdateView
@@ -101,7 +102,7 @@ class MainWindow(QMainWindow):
         self.timeline = TimelineBar()
         self.updateView = UpdateView()
         self.inspector = StepInspector(self.controller, self)
-        self.gradCheckDialog = None
+        self.stepping = Stepping(self)
         # The banner keeps its room whether it shows text or not: nothing below it may move
         # while the app is used (a click aimed at a box must land on that box).
         self.messageLabel = QLabel(objectName="messageLabel")
@@ -327,14 +328,7 @@ class MainWindow(QMainWindow):
         for _text, keys, slot in self._run_keys():
             if keys != "Right":
                 QShortcut(QKeySequence(keys), self, activated=slot)
-        # Right steps the run, except on a scrubbed timeline, where it moves on a step;
-        # Left, Home and End move the timeline while the run rests.
-        keys = {"Right": self._on_right_key, "Left": lambda: self._move_timeline(-1),
-                "Home": lambda: self._move_timeline("home"),
-                "End": lambda: self._move_timeline("end")}
-        self._arrow_shortcuts = [QShortcut(QKeySequence(name), self, activated=slot)
-                                 for name, slot in keys.items()]
-        QApplication.instance().focusChanged.connect(self._on_app_focus_changed)
+        self.stepping.make_shortcuts()  # Right, Left, Home, End
 
     def _connect(self) -> None:
         c, panel, runs = self.controller, self.problemPanel, self.runsPanel
@@ -403,96 +397,11 @@ class MainWindow(QMainWindow):
         a.sharpnessReady.connect(self.curvatureView.show_sharpness)
         self.curvatureView.computeRequested.connect(self._on_curvature_compute_requested)
         self.bottomTabs.currentChanged.connect(self._on_bottom_tabs_current_changed)
-        self._connect_inspector()
-
-    def _connect_inspector(self) -> None:
-        i = self.inspector
-        self.timeline.rowChosen.connect(self._on_timeline_row_chosen)
-        self.timeline.restartRequested.connect(i.restart_here)
-        self.timeline.branchRequested.connect(lambda: i.restart_here(branch=True))
-        self.trajectoryView.arrowsToggled.connect(lambda _on: self._update_inspected())
-        i.rowChanged.connect(self.pacer.mark_dirty)
-        i.stepExplained.connect(self._on_inspector_step_explained)
-        i.gradCheckReady.connect(self._on_inspector_grad_check_ready)
-        i.gradCheckFailed.connect(lambda text: self.gradCheckDialog and
-                                  self.gradCheckDialog.show_error(text))
-
-    # --- the timeline and the step shown --------------------------------------------------
-
-    def _on_timeline_row_chosen(self, row: int) -> None:
-        self.inspector.set_row(None if row < 0 else row)
-        self.pacer.mark_dirty()
-
-    def _on_app_focus_changed(self, _old, new) -> None:
-        """A list or table with the focus keeps its arrow keys (moving between cells)."""
-        on = not isinstance(new, QAbstractItemView)
-        for shortcut in self._arrow_shortcuts:
-            shortcut.setEnabled(on)
-
-    def _move_timeline(self, delta) -> None:
-        if not self.controller.running and self.timeline.slider.isEnabled():
-            self.timeline.move(delta)
-
-    def _on_right_key(self) -> None:
-        if not self.controller.running and self.inspector.row is not None:
-            self._move_timeline(1)
-        else:
-            self._on_controls_step_requested(self.controls.stepCountSpin.value())
-
-    def _update_inspected(self) -> None:
-        """The explanation is computed while someone shows it: the arrows or the Update tab."""
-        self.inspector.wanted = self.trajectoryView.arrowsCheck.isChecked() or \
-            self.bottomTabs.currentWidget() is self.updateView
-        self.inspector.refresh()
-
-    def _on_inspector_step_explained(self, view) -> None:
-        self.trajectoryView.show_step(view)
-        self.updateView.show_step(view, "The run is running: pause it to see its updates."
-                                  if self.controller.running else "")
+        self.stepping.connect()
 
     def check_gradients(self) -> None:
         """The gradient check at the step shown, in a window of its own."""
-        from .gradcheck_view import GradCheckDialog
-
-        if self.gradCheckDialog is None:
-            self.gradCheckDialog = GradCheckDialog(self)
-        self._grad_check_where = self._shown_step_words()
-        self.gradCheckDialog.show_running(self._grad_check_where)
-        if self.gradCheckDialog.isVisible():
-            self.gradCheckDialog.raise_()
-        else:
-            self.gradCheckDialog.show()
-        self.inspector.check_gradients()
-
-    def _on_inspector_grad_check_ready(self, check) -> None:
-        if self.gradCheckDialog is not None:
-            self.gradCheckDialog.show_check(check, self._grad_check_where)
-
-    def _shown_step_words(self) -> str:
-        run, row = self.controller.selected, self.inspector.row
-        if run is None:
-            return "the start"
-        step = int(run.history.steps[row]) if row is not None else run.step
-        return f"step {step:,} of {run.label}" + ("" if row is not None else " (where it stands)")
-
-    def _draw_step_shown(self) -> None:
-        """The timeline, the loss cursor and the landscape's marker at the step shown."""
-        c, i = self.controller, self.inspector
-        run = c.selected
-        if run is None:
-            return
-        h = run.history
-        if i.row is not None and i.row >= len(h):
-            i.go_live()
-        row = i.row
-        self.timeline.show_run(h.steps, run.step, h.stride, row, c.running)
-        if row is None:
-            self.lossView.set_cursor(None)
-            self.trajectoryView.set_cursor(None)
-        else:
-            step = int(h.steps[row])
-            self.lossView.set_cursor(step)
-            self.trajectoryView.set_cursor(h.params[row], float(h.loss[row]), step)
+        self.stepping.check_gradients()
 
     # --- slots --------------------------------------------------------------------------
 
@@ -617,7 +526,7 @@ class MainWindow(QMainWindow):
         self.curvatureView.show_error(text)
 
     def _on_bottom_tabs_current_changed(self, _index: int) -> None:
-        self._update_inspected()
+        self.stepping.update_inspected()
         self.analyses.show_sharpness(self.bottomTabs.currentWidget() is self.curvatureView)
         self.pacer.mark_dirty()  # the tab shown now (the leaderboard) is drawn at the next frame
 
@@ -680,7 +589,7 @@ class MainWindow(QMainWindow):
 
     def _on_controller_state_changed(self, state: str) -> None:
         self.inspector.refresh()  # paused: the last update can be explained
-        self._draw_step_shown()  # the timeline rests while the run plays
+        self.stepping.draw_step_shown()  # the timeline rests while the run plays
         self._update_controls()
         self._show_state(state)
         self.pacer.mark_dirty()
@@ -716,7 +625,7 @@ class MainWindow(QMainWindow):
         runs, selected = list(c.runset), c.runset.selected_id
         self.lossView.refresh(runs, selected, c.runset.steps)
         self.trajectoryView.refresh(runs, selected)
-        self._draw_step_shown()
+        self.stepping.draw_step_shown()
         if self.graphArea.isVisible() and self.graphArea.height() > 40:
             self.graphArea.show_point(self.inspector.point())
         self.inspector.refresh()
