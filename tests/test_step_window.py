@@ -211,6 +211,13 @@ def test_restart_from_here_then_step_continues_from_that_step(qtbot, window):
     # Ctrl+Z brings the later steps back
     qtbot.keyClick(window, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
     qtbot.waitUntil(lambda: window.controller.step == 20)
+    # the Runs menu does the same
+    qtbot.waitUntil(lambda: window.timeline.label.text() == "live: step 20")
+    window.controls.playButton.setFocus()
+    press(qtbot, window, Qt.Key.Key_Left, 5)
+    assert window.inspector.row == 15
+    window.restartAction.trigger()
+    qtbot.waitUntil(lambda: window.controller.step == 15)
 
 
 def test_branch_from_a_scrubbed_step_makes_a_run_from_there(qtbot, window):

@@ -212,6 +212,9 @@ class MainWindow(QMainWindow):
         self._action(runs, "Add run", p.addRequested.emit, tip=p.addButton.toolTip())
         self._action(runs, "Duplicate run", p.duplicateButton.click, tip=p.duplicateButton.toolTip())
         self._action(runs, "Branch from here", p.forkButton.click, tip=p.forkButton.toolTip())
+        self.restartAction = self._action(
+            runs, "Restart from the step shown", lambda: self.inspector.restart_here(),
+            tip=self.timeline.restartButton.toolTip())
         self._action(runs, "Remove run", p.removeButton.click, tip=p.removeButton.toolTip())
         runs.addSeparator()
         runs.addAction(p.compareAction)
