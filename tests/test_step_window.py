@@ -113,6 +113,12 @@ def test_scrubbing_with_the_keys_shows_the_graph_of_that_step(qtbot, window):
     assert float(loss_node.value) == pytest.approx(float(loss), rel=1e-5)
     assert float(history.loss[25]) == pytest.approx(float(loss), rel=1e-5)
 
+    # the curvature's arrows belong to the live point: not drawn at a scrubbed step
+    trajectory = window.trajectoryView
+    trajectory.curvatureCheck.setChecked(True)
+    trajectory.show_curvature(np.array([1.0, 2.0]), np.eye(2))
+    assert not any(a.isVisible() for a in trajectory.arrows.arrows)
+
     # Home: the first step; End: live again, and the graph follows the run's point
     press(qtbot, window, Qt.Key.Key_Home)
     assert window.inspector.row == 0 and window.timeline.label.text() == "step 0 of 30"
@@ -121,6 +127,7 @@ def test_scrubbing_with_the_keys_shows_the_graph_of_that_step(qtbot, window):
     press(qtbot, window, Qt.Key.Key_End)
     assert window.inspector.row is None and window.timeline.live
     qtbot.waitUntil(lambda: not window.lossView.cursor.isVisible())
+    assert all(a.isVisible() for a in trajectory.arrows.arrows)
     # at the live end Right steps the run, as before
     press(qtbot, window, Qt.Key.Key_Left, 3)
     window.controls.stepCountSpin.setValue(1)

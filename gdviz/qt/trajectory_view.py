@@ -247,7 +247,8 @@ class TrajectoryView(QWidget):
         self.cursor_row: np.ndarray | None = None  # the timeline's point (None: live)
         self.cursor_loss = math.nan
         self.cursor_step: int | None = None
-        self.cursor_line = pg.InfiniteLine(angle=90, pen=pg.mkPen("#555", width=1, style=Qt.PenStyle.DashLine))
+        self.cursor_line = pg.InfiniteLine(  # the timeline's step on the parameters plot
+            angle=90, pen=pg.mkPen("#555", width=1, style=Qt.PenStyle.DashLine))
 
         self.layout_: ColumnLayout | None = None
         self.elements: list[tuple[str, int]] = []  # the trainable elements that can be drawn
@@ -599,7 +600,9 @@ class TrajectoryView(QWidget):
 
     def _draw_arrows(self) -> None:
         marker = self.current_marker
-        if self.mode != "2d" or not self.curvatureCheck.isChecked() or marker is None:
+        # the Hessian is the live point's: not drawn at a step the timeline went back to
+        if self.mode != "2d" or not self.curvatureCheck.isChecked() or marker is None \
+                or self.cursor_row is not None:
             self.arrows.hide()
             return
         self.arrows.draw(marker.point, self.item.getViewBox().viewPixelSize())
@@ -768,6 +771,8 @@ class TrajectoryView(QWidget):
         self.cursor_line.hide()
         marker = self.current_marker
         if row is None or marker is None or self.layout_ is None or len(row) != self.layout_.n_params:
+            if self.mode == "2d":
+                self._draw_arrows()
             self._draw_state()
             return
         idx = [i for _, i in self.axes]
