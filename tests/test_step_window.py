@@ -387,6 +387,22 @@ def test_a_thinned_history_moves_over_the_recorded_steps_and_says_so(qtbot, wind
     assert view.table.rowCount() == 0 and f"every {stride}th step" in view.title.text()
 
 
+def test_a_problem_too_large_to_record_scrubs_its_losses_and_says_so(qtbot, window,
+                                                                     monkeypatch):
+    from gdviz.core import history
+
+    monkeypatch.setattr(history, "RECORD_LIMIT", 10)  # a network's 66 numbers: too many
+    window.load_session(load_preset("xor-network"))
+    take_steps(qtbot, window, 5)
+    assert not window.controller.history.records_elements
+    open_tab(qtbot, window, window.updateView)
+    press(qtbot, window, Qt.Key.Key_Left)
+    assert window.inspector.row == 4
+    assert window.timeline.label.text() == "step 4 of 5, its loss only"
+    qtbot.waitUntil(lambda: window.lossView.cursor.isVisible())
+    assert "too many elements" in window.updateView.title.text()
+
+
 def test_the_gradient_check_flags_the_kink_of_abs_at_zero(qtbot, window):
     session = apply_overrides(load_preset("bowl"), function="abs(a) + b**2",
                               params={"a": ParamSpec("0"), "b": ParamSpec("1.5")})

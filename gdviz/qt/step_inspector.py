@@ -129,7 +129,7 @@ class StepInspector(QObject):
         super().__init__(parent)
         self.controller = controller
         self.row: int | None = None
-        self.wanted = False             # someone shows the explanation (arrows, update tab)
+        self._wanted = False
         self._trace = None
         self._trace_key: tuple | None = None
         self._in_flight: tuple | None = None
@@ -137,6 +137,17 @@ class StepInspector(QObject):
         self.shown: StepView | None = None
         self._cleared = False           # None was announced since the last StepView
         self._shown_ask: tuple | None = None  # what ``shown`` answers (None: not asked)
+
+    @property
+    def wanted(self) -> bool:
+        """Someone shows the explanation (the arrows, the Update tab)."""
+        return self._wanted
+
+    @wanted.setter
+    def wanted(self, on: bool) -> None:
+        if on != self._wanted:
+            self._wanted = on
+            self._cleared = False  # a view that shows it now hears what there is to show
 
     # --- the position ------------------------------------------------------------------
 

@@ -84,7 +84,8 @@ class Stepping(QObject):
         if i.row is not None and i.row >= len(h):
             i.go_live()
         row = i.row
-        w.timeline.show_run(h.steps, run.step, h.stride, row, c.running)
+        w.timeline.show_run(h.steps, run.step, h.stride, row, c.running,
+                            loss_only=not h.records_elements)
         if row is None:
             w.lossView.set_cursor(None)
             w.trajectoryView.set_cursor(None)
@@ -105,8 +106,15 @@ class Stepping(QObject):
     def _on_inspector_step_explained(self, view) -> None:
         w = self.window
         w.trajectoryView.show_step(view)
-        w.updateView.show_step(view, "The run is running: pause it to see its updates."
-                               if w.controller.running else "")
+        run = w.controller.selected
+        note = ""
+        if run is not None and not run.history.records_elements:
+            note = ("This problem has too many elements to record each step's parameters: "
+                    "the update cannot be shown step by step, and the graph shows where the "
+                    "run stands.")
+        elif w.controller.running:
+            note = "The run is running: pause it to see its updates."
+        w.updateView.show_step(view, note)
 
     # --- the gradient check -------------------------------------------------------------
 

@@ -61,6 +61,7 @@ class TimelineBar(QWidget):
         self._steps = np.zeros(0, dtype=np.int64)
         self._live_step = 0
         self._stride = 1
+        self._loss_only = False
 
     @property
     def live(self) -> bool:
@@ -72,9 +73,11 @@ class TimelineBar(QWidget):
         return None if self.live else int(self.slider.value())
 
     def show_run(self, steps: np.ndarray, live_step: int, stride: int, row: int | None,
-                 running: bool) -> None:
-        """The rows of the selected run, where it stands, and the row shown (None: live)."""
+                 running: bool, loss_only: bool = False) -> None:
+        """The rows of the selected run, where it stands, and the row shown (None: live);
+        ``loss_only``: the rows hold the loss, not the parameters (a large problem)."""
         self._steps, self._live_step, self._stride = steps, int(live_step), int(stride)
+        self._loss_only = loss_only
         n = len(steps)
         value = n if row is None else min(int(row), n)
         blocker = QSignalBlocker(self.slider)
@@ -90,6 +93,8 @@ class TimelineBar(QWidget):
 
     def _write_label(self) -> None:
         thinned = f" (every {ordinal(self._stride)} recorded)" if self._stride > 1 else ""
+        if self._loss_only and not self.live:
+            thinned += ", its loss only"
         if self.live:
             text = f"live: step {self._live_step:,}{thinned}"
         else:
