@@ -188,6 +188,11 @@ class History:
         while self._size > self._max_rows:
             self._thin()
 
+    def truncate(self, step: int) -> None:
+        """Forget the rows of ``step`` and after (a run restarted from an earlier step
+        records them anew); the stride stays as it is."""
+        self._size = int(np.searchsorted(self.steps, step, side="left"))
+
     def _reserve(self, rows: int) -> None:
         cap = len(self._steps)
         if rows <= cap:

@@ -27,7 +27,7 @@ from ..core.analysis.landscape import LandscapeGrid, landscape_grid
 from ..core.errors import ExpressionError, GdvizError
 from ..core.model import Run, RunSet, RunSettings, palette_color, ramp_color
 from ..core.params import ParamSpec
-from ..core.records import EngineBatch, ProblemInfo
+from ..core.records import EngineBatch, ProblemInfo, RowState
 from ..core.report import run_summary
 from ..core.schedules import Schedule, check_clip_norm
 from ..core.session import (DataSource, Session, apply_overrides, build_runset,
@@ -164,6 +164,9 @@ class TrainingController(QObject):
         generation = self.generation + 1
         built = self.worker.call(lambda w: _build(w, generation, session))
         self._install(generation, session, *built)
+        # A first problem still building (the window's, when a file is opened at start) is
+        # replaced: its answer is dropped, so nothing waits for it any more.
+        self.loading, self._queued = False, None
 
     def load_session_async(self, session: Session,
                            on_error: Callable[[GdvizError], None] | None = None) -> None:
@@ -437,6 +440,28 @@ class TrainingController(QObject):
         self.runset.select(child.id)
         return child
 
+    def restart_run(self, run_id: int, row: int, state: RowState | None,
+                    remember: bool = True) -> None:
+        """"Restart from here": put a paused run back at its history row ``row`` (its
+        parameters, step and loss there) with optimizer state ``state`` (None: fresh); the
+        later rows are dropped, and Ctrl+Z brings them back (with ``remember``)."""
+        if remember:
+            self._remember(self._keepsake())
+        self._stop_running()
+        run = self.runset.get(run_id)
+        history = run.history
+        step = int(history.steps[row])
+        values = history.params[row].astype(np.float64).copy()
+        run.values, run.step, run.loss = values, step, float(history.loss[row])
+        run.grad, run.message, run.optimizer_state = None, "", state
+        run.status = Status.PAUSED if step else Status.IDLE
+        run.epoch_losses = [mark for mark in run.epoch_losses if mark[0] <= step]
+        history.truncate(step)
+        self.worker.post(lambda w: w.engine.reset(run_id, values, step, state))
+        self.runsChanged.emit()
+        self.progressed.emit()
+        self._update_state()
+
     def remove_run(self, run_id: int) -> None:
         if len(self.runset) <= 1:
             self.message.emit("A session keeps at least one run.")
@@ -602,7 +627,9 @@ class TrainingController(QObject):
             graph.token = token
             return graph
 
-        self.request(capture, lambda graph: graph is not None and self.graphReady.emit(graph))
+        # always answered (None: dropped), so the graph panel knows no capture is in flight
+        self.request(capture, self.graphReady.emit, lambda error: (
+            self.graphReady.emit(None), self.message.emit(str(error))))
 
     @Slot(int, object, object)
     def _on_worker_replied(self, request_id: int, result: Any, error: Any) -> None:

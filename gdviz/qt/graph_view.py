@@ -485,6 +485,7 @@ class GraphPanel(QWidget):
         self._structure = None
         self._token = 0
         self._pending_point: np.ndarray | None = None
+        self._in_flight = False  # one capture at a time: dragging the timeline never queues
         self._shown_point: np.ndarray | None = None
         self._latest: ComputationGraph | None = None
         self.last_layout_s = 0.0
@@ -556,6 +557,7 @@ class GraphPanel(QWidget):
         self._token += 1  # a capture or layout still on its way for the old problem is dropped
         self._shown_point = None
         self._pending_point = None  # a point of the old problem must not be asked for
+        self._in_flight = False  # its answer (if any) is dropped by its token
         self._throttle.stop()
         self.scene.clear()
         self.scene.graph = None
@@ -576,12 +578,20 @@ class GraphPanel(QWidget):
     def _on_throttle_timeout(self) -> None:
         if self._pending_point is None:
             return
+        if self._in_flight:
+            return  # asked again when the capture in flight is answered: the latest wins
         self._shown_point = self._pending_point
-        self.captureRequested.emit(self._pending_point, self._token)
+        self._pending_point = None
+        self._in_flight = True
+        self.captureRequested.emit(self._shown_point, self._token)
 
-    def show_graph(self, graph: ComputationGraph) -> None:
-        """A captured graph: new values on the same structure, or a new layout."""
-        if getattr(graph, "token", self._token) != self._token:
+    def show_graph(self, graph: ComputationGraph | None) -> None:
+        """A captured graph (None: the capture was dropped): new values on the same
+        structure, or a new layout."""
+        self._in_flight = False
+        if self._pending_point is not None and not self._throttle.isActive():
+            self._on_throttle_timeout()
+        if graph is None or getattr(graph, "token", self._token) != self._token:
             return
         self.full_graph = graph
         key = (graph.structure_key(), self.numbersCheck.isChecked(), self.foldCheck.isChecked())

@@ -12,7 +12,10 @@ from .. import __version__
 
 SHORTCUTS = [
     ("Space", "Play / Pause"),
-    ("Right arrow", "Step (as many steps as the box beside Step says)"),
+    ("Right arrow", "Step (as many steps as the box beside Step says); on a scrubbed "
+                    "timeline, the next recorded step"),
+    ("Left arrow / Home / End", "While paused: the timeline a recorded step back / to the "
+                                "first step / to live"),
     ("R", "Reset every run to its start"),
     ("Ctrl+Z", "Undo a reset, a change of problem or a click on the landscape"),
     ("Ctrl+O / Ctrl+S / Ctrl+Shift+S", "Open / Save / Save As a session"),

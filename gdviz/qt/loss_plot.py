@@ -58,6 +58,13 @@ class LossPlotView(QWidget):
         self.epochs: dict[int, pg.PlotDataItem] = {}
         self.marker = Marker("#d62728", 9)
         item.addItem(self.marker, ignoreBounds=True)
+        # the timeline's step, when it is scrubbed back (hidden at the live end)
+        self.cursor = pg.InfiniteLine(angle=90, pen=pg.mkPen("#333", width=1, style=Qt.PenStyle.DashLine),
+                                      label="step {value:,.0f}", labelOpts={
+                                          "position": 0.95, "color": "#333", "anchors": [(0, 0), (0, 0)],
+                                          "fill": pg.mkBrush(255, 255, 255, 200)})
+        self.cursor.hide()
+        item.addItem(self.cursor, ignoreBounds=True)
         layout.addWidget(self.plot, 1)
         self._data: list[tuple[int, np.ndarray, np.ndarray]] = []
         self._drawn: dict[int, tuple] = {}  # run id -> what its curve shows (see refresh_arrays)
@@ -100,6 +107,15 @@ class LossPlotView(QWidget):
         if selected != self._selected:
             self._drawn.pop(selected, None)  # its marker moves to it
         self._selected = selected
+
+    def set_cursor(self, step: int | None) -> None:
+        """A vertical line at ``step`` (None: hidden, the live end)."""
+        if step is None:
+            self.cursor.hide()
+            return
+        self.cursor.show()  # first: a hidden line's label does not follow its value
+        if self.cursor.value() != step:
+            self.cursor.setValue(step)
 
     def clear(self) -> None:
         self.plot.getPlotItem().getViewBox().setRange(xRange=(0, 10), yRange=(0, 1), padding=0)

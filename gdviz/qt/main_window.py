@@ -42,7 +42,11 @@ from .pacing import RedrawPacer
 from .problem_panel import ProblemPanel
 from .runs_panel import STATUS_COLORS, RunsPanel
 from .surface_view import SurfaceView
+from .step_inspector import StepInspector
+from .stepping import Stepping
+from .timeline_view import TimelineBar
 from .trajectory_view import TrajectoryView
+from .update_view import UpdateView
 
 
 class _GraphWindow(QWidget):
@@ -108,6 +112,10 @@ class MainWindow(QMainWindow):
         self.lrRangeView = LrRangeView()
         self.dataView = DataView()
         self.dataFit = DataFit(self.controller, self.dataView, self)
+        self.timeline = TimelineBar()
+        self.updateView = UpdateView()
+        self.inspector = StepInspector(self.controller, self)
+        self.stepping = Stepping(self)
         # The banner keeps its room whether it shows text or not: nothing below it may move
         # while the app is used (a click aimed at a box must land on that box).
         self.messageLabel = QLabel(objectName="messageLabel")
@@ -142,8 +150,15 @@ class MainWindow(QMainWindow):
         self.bottomTabs.addTab(self.leaderboard, "Leaderboard")
         self.bottomTabs.addTab(self.curvatureView, "Curvature")
         self.bottomTabs.addTab(self.lrRangeView, "LR range test")
+        self.bottomTabs.addTab(self.updateView, "Update")
+        upper = QWidget()
+        ulayout = QVBoxLayout(upper)
+        ulayout.setContentsMargins(0, 0, 0, 0)
+        ulayout.setSpacing(2)
+        ulayout.addWidget(plots, 1)
+        ulayout.addWidget(self.timeline)
         lower = QSplitter(Qt.Orientation.Vertical)
-        lower.addWidget(plots)
+        lower.addWidget(upper)
         lower.addWidget(self.bottomTabs)
         lower.setSizes([420, 300])
         right = QWidget()
@@ -227,6 +242,9 @@ class MainWindow(QMainWindow):
         self._action(runs, "Add run", p.addRequested.emit, tip=p.addButton.toolTip())
         self._action(runs, "Duplicate run", p.duplicateButton.click, tip=p.duplicateButton.toolTip())
         self._action(runs, "Branch from here", p.forkButton.click, tip=p.forkButton.toolTip())
+        self.restartAction = self._action(
+            runs, "Restart from the step shown", lambda: self.inspector.restart_here(),
+            tip=self.timeline.restartButton.toolTip())
         self._action(runs, "Remove run", p.removeButton.click, tip=p.removeButton.toolTip())
         runs.addSeparator()
         runs.addAction(p.compareAction)
@@ -260,6 +278,10 @@ class MainWindow(QMainWindow):
             analysis, "&Curvature at the current point", self.show_curvature,
             tip="The Hessian's eigenvalues, condition number and stable learning rates at the "
             "selected run's point, its directions on the landscape, and λmax along the run")
+        self.gradCheckAction = self._action(
+            analysis, "Check &gradients", self.check_gradients,
+            tip="Autograd's gradient against finite differences for every parameter element at "
+            "the step shown, with the relative error; kinks (abs, relu at 0) are flagged")
 
     def _action(self, menu: QMenu, text: str, slot, keys: str | None = None,
                 tip: str | None = None) -> QAction:
@@ -337,7 +359,9 @@ class MainWindow(QMainWindow):
         # Window-wide keys; a text field that wants the key (typing "r", moving the cursor)
         # takes it first through Qt's shortcut-override, so typing is never hijacked.
         for _text, keys, slot in self._run_keys():
-            QShortcut(QKeySequence(keys), self, activated=slot)
+            if keys != "Right":
+                QShortcut(QKeySequence(keys), self, activated=slot)
+        self.stepping.make_shortcuts()  # Right, Left, Home, End
 
     def _connect(self) -> None:
         c, panel, runs = self.controller, self.problemPanel, self.runsPanel
@@ -415,6 +439,11 @@ class MainWindow(QMainWindow):
         a.sharpnessReady.connect(self.curvatureView.show_sharpness)
         self.curvatureView.computeRequested.connect(self._on_curvature_compute_requested)
         self.bottomTabs.currentChanged.connect(self._on_bottom_tabs_current_changed)
+        self.stepping.connect()
+
+    def check_gradients(self) -> None:
+        """The gradient check at the step shown, in a window of its own."""
+        self.stepping.check_gradients()
 
     # --- slots --------------------------------------------------------------------------
 
@@ -461,14 +490,17 @@ class MainWindow(QMainWindow):
             self.controller.pause()
         elif self._problem_ok:
             self.clear_message()  # what it said was for before this run
+            self.inspector.go_live()  # play continues from where the run stands
             self.controller.play()
 
     def _on_controls_step_requested(self, count: int) -> None:
         self.problemPanel.flush()
         if self._problem_ok:
+            self.inspector.go_live()
             self.controller.step_once(count)
 
     def _on_controls_reset_requested(self) -> None:
+        self.inspector.go_live()
         self.controller.reset()
         self.clear_message()
         self.lossView.clear()
@@ -571,6 +603,7 @@ class MainWindow(QMainWindow):
         self.curvatureView.show_error(text)
 
     def _on_bottom_tabs_current_changed(self, _index: int) -> None:
+        self.stepping.update_inspected()
         self.analyses.show_sharpness(self.bottomTabs.currentWidget() is self.curvatureView)
         self.pacer.mark_dirty()  # the tab shown now (the leaderboard) is drawn at the next frame
 
@@ -582,6 +615,9 @@ class MainWindow(QMainWindow):
 
     def _on_runs_fork_requested(self, run_id: int) -> None:
         self.pause_and_wait()
+        if self.inspector.row is not None and run_id == self.controller.runset.selected_id:
+            self.inspector.restart_here(branch=True)  # from the step the timeline shows
+            return
         self.controller.fork_run(run_id)
         self.show_message("Branched: the new run starts where the selected one stands. "
                           "Change its optimizer, then press Play to compare.")
@@ -595,6 +631,7 @@ class MainWindow(QMainWindow):
         self._show_surface_mode()
         self.graphArea.set_problem()
         self.lossView.clear()
+        self.inspector.go_live()
         self.curvatureView.clear()
         self.lrRangeView.clear()
         self._show_data()
@@ -643,6 +680,7 @@ class MainWindow(QMainWindow):
         self.pacer.mark_dirty()
 
     def _on_controller_selection_changed(self, _run_id: int) -> None:
+        self.inspector.go_live()  # another run: its own steps
         self._on_controller_runs_changed()
         self.graphArea.set_problem()  # another run: its own values (same structure)
 
@@ -657,6 +695,8 @@ class MainWindow(QMainWindow):
         self._update_controls()
 
     def _on_controller_state_changed(self, state: str) -> None:
+        self.inspector.refresh()  # paused: the last update can be explained
+        self.stepping.draw_step_shown()  # the timeline rests while the run plays
         self._update_controls()
         self._show_state(state)
         self.pacer.mark_dirty()
@@ -696,8 +736,10 @@ class MainWindow(QMainWindow):
         self.lrPlot.refresh(runs, c.runset.steps)
         self.trajectoryView.refresh(runs, selected)
         self.surfaceView.refresh(runs)
+        self.stepping.draw_step_shown()
         if self.graphArea.isVisible() and self.graphArea.height() > 40:
-            self.graphArea.show_point(c.current)
+            self.graphArea.show_point(self.inspector.point())
+        self.inspector.refresh()
         self.runsPanel.show_progress(runs)
         if self.leaderboard.isVisible():
             self.leaderboard.refresh(c.runset)

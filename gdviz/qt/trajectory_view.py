@@ -34,6 +34,7 @@ from ..core.analysis.landscape import LandscapeGrid
 from ..core.history import ColumnLayout
 from ..core.model import Run
 from .basin_layer import BasinLayer
+from .state_arrows import StateArrows
 from .plot_style import (Marker, TimedPlotWidget, cache_axes, finite_bounds, legend_entries,
                          legend_label, sticky_range)
 
@@ -136,6 +137,7 @@ class TrajectoryView(QWidget):
     basinsDropped = Signal()            # the basin layer was turned off
     basinStartChosen = Signal(object, object)  # a flat parameter row, the (x, y) clicked
     curvatureToggled = Signal(bool)
+    arrowsToggled = Signal(bool)
     modeChanged = Signal()              # another view of the same problem: runs are drawn anew
 
     def __init__(self, parent: QWidget | None = None):
@@ -163,6 +165,12 @@ class TrajectoryView(QWidget):
                                        "red along the steepest curvature, blue along the "
                                        "flattest, labelled with their eigenvalues")
         self.curvatureCheck.toggled.connect(self._on_curvature_toggled)
+        self.arrowsCheck = QCheckBox("arrows", objectName="arrowsCheck")
+        self.arrowsCheck.setToolTip("At the step shown (the timeline's, or the last one): the "
+                                    "negative gradient, the update applied and the optimizer's "
+                                    "state (momentum, exp_avg as an arrow, the per-element rate "
+                                    "as an ellipse); the legend names each")
+        self.arrowsCheck.toggled.connect(self._on_arrows_check_toggled)
         self.sliceCheck = QCheckBox("landscape of", objectName="sliceCheck")
         self.sliceCheck.setToolTip("The loss landscape over two chosen elements, every other "
                                    "element held at its initial value (the runs' paths are "
@@ -186,7 +194,7 @@ class TrajectoryView(QWidget):
         options = QHBoxLayout()
         options.setContentsMargins(0, 0, 0, 0)
         for widget in (self.sliceCheck, self.sliceXCombo, self.sliceYCombo, self.logColorsCheck,
-                       self.contoursCheck, self.basinsCheck, self.curvatureCheck):
+                       self.contoursCheck, self.basinsCheck, self.curvatureCheck, self.arrowsCheck):
             options.addWidget(widget)
             widget.hide()  # until a problem that has them is shown
         options.addStretch(1)
@@ -237,6 +245,13 @@ class TrajectoryView(QWidget):
         self._basin_key: tuple | None = None
         self._basin_hint = ""
         self.arrows = _CurvatureArrows()
+        self.state_arrows = StateArrows(self.item)
+        self.step_view = None          # the inspector's StepView whose vectors are drawn
+        self.cursor_row: np.ndarray | None = None  # the timeline's point (None: live)
+        self.cursor_loss = math.nan
+        self.cursor_step: int | None = None
+        self.cursor_line = pg.InfiniteLine(  # the timeline's step on the parameters plot
+            angle=90, pen=pg.mkPen("#555", width=1, style=Qt.PenStyle.DashLine))
 
         self.layout_: ColumnLayout | None = None
         self.elements: list[tuple[str, int]] = []  # the trainable elements that can be drawn
@@ -301,7 +316,7 @@ class TrajectoryView(QWidget):
     def _show_options_row(self) -> None:
         self.optionsRow.setVisible(any(w.isVisibleTo(self.optionsRow) for w in (
             self.sliceCheck, self.logColorsCheck, self.contoursCheck, self.basinsCheck,
-            self.curvatureCheck)))
+            self.curvatureCheck, self.arrowsCheck)))
 
     def _on_slice_changed(self, *_args) -> None:
         if self.layout_ is None or self.layout_.n_grads <= 2:
@@ -341,9 +356,14 @@ class TrajectoryView(QWidget):
         self.contoursCheck.setVisible(self.mode == "2d")
         self.basinsCheck.setVisible(self.mode == "2d")
         self.curvatureCheck.setVisible(self.mode == "2d")
+        self.arrowsCheck.setVisible(self.mode in ("1d", "2d"))
         self._show_options_row()
         self.contours = []
         self.fitButton.setVisible(self.mode != "lines")
+        self.state_arrows.hide()
+        self.state_arrows.attach()
+        self.cursor_line.hide()
+        self.item.addItem(self.cursor_line, ignoreBounds=True)
         if self.mode == "2d":
             self.item.addItem(self.image)
             self.basins.attach()
@@ -586,7 +606,9 @@ class TrajectoryView(QWidget):
 
     def _draw_arrows(self) -> None:
         marker = self.current_marker
-        if self.mode != "2d" or not self.curvatureCheck.isChecked() or marker is None:
+        # the Hessian is the live point's: not drawn at a step the timeline went back to
+        if self.mode != "2d" or not self.curvatureCheck.isChecked() or marker is None \
+                or self.cursor_row is not None:
             self.arrows.hide()
             return
         self.arrows.draw(marker.point, self.item.getViewBox().viewPixelSize())
@@ -733,6 +755,67 @@ class TrajectoryView(QWidget):
             self._grow_range(np.vstack(everything))
         if self.mode == "2d":
             self._draw_arrows()
+        self._apply_cursor()
+
+    # --- the timeline's step --------------------------------------------------------------
+
+    def set_cursor(self, row: np.ndarray | None, loss: float = math.nan,
+                   step: int | None = None) -> None:
+        """Show the timeline's step: the selected run's parameters ``row`` (None: live),
+        its loss and step number. Drawn at the next :meth:`refresh` (and now)."""
+        self.cursor_row = None if row is None else np.asarray(row, dtype=np.float64)
+        self.cursor_loss, self.cursor_step = float(loss), step
+        self._apply_cursor()
+
+    def _apply_cursor(self) -> None:
+        row = self.cursor_row
+        if self.mode == "lines":
+            self.cursor_line.setVisible(row is not None and self.cursor_step is not None)
+            if self.cursor_step is not None:
+                self.cursor_line.setValue(self.cursor_step)
+            return
+        self.cursor_line.hide()
+        marker = self.current_marker
+        if row is None or marker is None or self.layout_ is None or len(row) != self.layout_.n_params:
+            if self.mode == "2d":
+                self._draw_arrows()
+            self._draw_state()
+            return
+        idx = [i for _, i in self.axes]
+        if self.mode == "2d":
+            marker.move_to(row[idx[0]], row[idx[1]])
+        else:
+            marker.move_to(row[idx[0]], self.cursor_loss)
+        if self.mode == "2d":
+            self._draw_arrows()
+        self._draw_state()
+
+    def show_step(self, view) -> None:
+        """The vectors of one update (a StepView from the step inspector), or None."""
+        self.step_view = view
+        self._draw_state()
+
+    def _on_arrows_check_toggled(self, on: bool) -> None:
+        self._draw_state()
+        self.arrowsToggled.emit(on)
+
+    def _draw_state(self) -> None:
+        view = self.step_view
+        if self.mode not in ("1d", "2d") or not self.arrowsCheck.isChecked() or view is None \
+                or self.layout_ is None or len(view.point) != self.layout_.n_params:
+            self.state_arrows.hide()
+            return
+        idx = [i for _, i in self.axes]
+        if self.mode == "2d":
+            point = (view.point[idx[0]], view.point[idx[1]])
+            vectors = {name: vec[idx] for name, vec in view.arrows.items()}
+            rates = view.rates[idx] if view.rates is not None else None
+        else:
+            point = (view.point[idx[0]], view.loss)
+            vectors = {name: np.array([vec[idx[0]], 0.0]) for name, vec in view.arrows.items()}
+            rates = None
+        self.state_arrows.draw(point, vectors, rates, view.rates_name,
+                               self.item.getViewBox().viewPixelSize())
 
     def _set_path(self, drawing: _RunDrawing, x: np.ndarray, y: np.ndarray, size: int) -> None:
         # Dots show each step in slow motion; on long paths they would cost more than the line.
@@ -788,6 +871,7 @@ class TrajectoryView(QWidget):
             self._recompute.start()
             if self.mode == "2d":
                 self._draw_arrows()  # they keep their length in pixels
+            self._draw_state()
 
     def _on_view_range_changed_manually(self, *_args) -> None:
         if self._updating_range:
