@@ -88,3 +88,13 @@ def test_a_start_outside_the_domain_is_refused():
     problem = Problem("log(a)", specs={"a": ParamSpec("-1")})
     with pytest.raises(GdvizError, match="not finite at the start"):
         lr_range_test(problem, "sgd", normalize_hypers("sgd", {}), lrs=log_lrs(1e-3, 1, 5))
+
+
+def test_the_suggestion_never_lies_past_the_valleys_bottom():
+    """A curve that reaches its lowest loss, spikes, and falls again (an unstable band whose
+    runs happen to end low): the suggestion stays on the way down to the first bottom."""
+    lrs = np.geomspace(1e-4, 1e-1, 7)
+    final = np.array([10.0, 9.0, 2.0, 0.0, 0.0, 120.0, 1.0])
+    suggested = suggest_lr(lrs, final, 1e-1)
+    assert suggested is not None and suggested <= lrs[3]
+    assert suggested == pytest.approx(lrs[2])   # the steepest fall before the bottom

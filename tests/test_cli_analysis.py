@@ -183,3 +183,11 @@ def test_curvature_at_where_a_saved_run_stands(capsys, tmp_path):
     result = json.loads(out)
     # near the minimum (1, 1): close to the Hessian there, far from the start's
     assert code == 0 and result["eigenvalues"][-1] == pytest.approx(1001.6, rel=0.05)
+
+
+def test_curvature_at_a_maximum_says_descent_moves_away(capsys):
+    assert main(["curvature", "--function", "-(a**2 + b**2)", "--param", "a=0",
+                 "--param", "b=0"]) == 0
+    out = capsys.readouterr().out
+    assert "no direction curves up" in out and "moves away" in out
+    assert "below infinite" not in out

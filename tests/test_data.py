@@ -373,3 +373,22 @@ def test_plot_data_without_data_is_refused_before_training(tmp_path, capsys):
     assert main(["run", "--preset", "bowl", "--plot", f"data={tmp_path / 'x.png'}"]) == 2
     assert "there is no data to draw" in capsys.readouterr().err
     assert not (tmp_path / "x.png").exists()
+
+
+def test_a_trailing_delimiter_on_every_line_is_not_a_column():
+    data = parse_csv("x,t,\n1,2,\n3,4,\n")
+    assert data.names == ["x", "t"] and list(data.columns["t"]) == [2.0, 4.0]
+    with pytest.raises(DataError, match="empty"):   # an empty cell in a real column still is
+        parse_csv("x,t,u\n1,2,\n3,4,5\n")
+
+
+def test_with_mini_batches_the_summary_gives_the_full_datas_loss_too(capsys):
+    assert main(["run", "--preset", "fit-line", "--batch-size", "10", "--steps", "200",
+                 "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    w, b = (float(np.ravel(result["params"][n])[0]) for n in ("w", "b"))
+    data = load_bundled("noisy-line")
+    full = float(np.mean((w * data.columns["x"] + b - data.columns["y_data"]) ** 2))
+    assert result["data_loss"] == pytest.approx(full, rel=1e-4)
+    assert main(["run", "--preset", "fit-line", "--batch-size", "10", "--steps", "200"]) == 0
+    assert "(the last mini-batch's); on all the data:" in capsys.readouterr().out

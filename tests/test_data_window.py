@@ -179,3 +179,13 @@ def test_a_function_that_reduces_the_data_says_why_nothing_is_drawn(qtbot, windo
     type_model(qtbot, window, "mse(w*x + b, y_data)", "y")
     step(qtbot, window, 5)
     qtbot.waitUntil(lambda: "mse(y, t)" in window.dataView.hint.text(), timeout=10_000)
+
+
+def test_removing_data_the_loss_still_reads_says_what_to_change(qtbot, window):
+    errors = []
+    window.report_error = lambda title, text: errors.append((title, text))
+    window.load_session(load_preset("fit-line"))
+    qtbot.mouseClick(window.dataPanel.removeButton, Qt.MouseButton.LeftButton)
+    assert errors and "reads the data's column y_data" in errors[-1][1]
+    assert "Change it first" in errors[-1][1]
+    assert window.controller.session.data is not None      # nothing changed

@@ -158,3 +158,19 @@ def test_race_session_round_trips_in_the_window(qtbot, window, tmp_path):
     assert [a[:2] for a in after] == [b[:2] for b in before]
     assert all(np.array_equal(a[2], b[2]) for a, b in zip(after, before))
     assert len(window.lossView.curves) == 6
+
+
+def test_a_removed_run_comes_back_with_ctrl_z(qtbot, window):
+    window.load_session(load_preset("rosenbrock"))
+    window.runsPanel.compareAction.trigger()
+    window.problemPanel.stepsSpin.setValue(50)
+    with qtbot.waitSignal(window.runFinished, timeout=60_000):
+        click(qtbot, window.controls.playButton)
+    before = {r.label: r.step for r in window.controller.runset}
+    adam = next(r for r in window.controller.runset if r.label == "Adam")
+    window.controller.select_run(adam.id)
+    click(qtbot, window.runsPanel.removeButton)
+    assert "Adam" not in {r.label for r in window.controller.runset}
+    window.activateWindow()
+    qtbot.keyClick(window, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert {r.label: r.step for r in window.controller.runset} == before

@@ -74,7 +74,11 @@ def summary_text(c: Curvature, momentum: float) -> str:
         lines.append("  " + tensor_text(c.hessian, 2))
     lines.append(f"{what}: {tensor_text(np.asarray(c.eigenvalues), len(what) + 2)}")
     lines.append(f"condition number: {_number(c.condition_number)}")
-    lines.append(f"stable learning rates: below {_number(limits['lr_limit_sgd'])} for plain "
-                 f"gradient descent, below {_number(limits['lr_limit_momentum'])} with momentum "
-                 f"{momentum:g}" + ("" if c.lambda_max > 0 else " (no direction curves up here)"))
+    if c.lambda_max > 0:
+        lines.append(f"stable learning rates: below {_number(limits['lr_limit_sgd'])} for "
+                     f"plain gradient descent, below {_number(limits['lr_limit_momentum'])} "
+                     f"with momentum {momentum:g}")
+    else:
+        lines.append("no direction curves up here (a maximum, or flat): gradient descent "
+                     "moves away from this point at any learning rate, and none oscillates")
     return "\n".join(lines)

@@ -139,7 +139,12 @@ def readable_summary(summary: dict[str, Any], sim: Simulation, run) -> str:
     if summary["message"] and summary["status"] != "diverged":
         lines.append(summary["message"])
     loss = summary["loss"]
-    lines.append(f"loss = {loss:.6g}" if loss is not None else "loss = not finite")
+    text = f"loss = {loss:.6g}" if loss is not None else "loss = not finite"
+    if "data_loss" in summary:  # mini-batches: the last batch's loss, and the data's
+        full = summary["data_loss"]
+        text += (" (the last mini-batch's); on all the data: "
+                 + (f"{full:.6g}" if full is not None else "not finite"))
+    lines.append(text)
     for name, value in sim.problem.layout.unflatten(run.values).items():
         lines.append(f"{name} = {tensor_text(value, len(name) + 3)}")
     return "\n".join(lines)

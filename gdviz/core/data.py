@@ -154,6 +154,10 @@ def parse_csv(text: str, source: str = "") -> Dataset:
                         f"{exc})") from None
     if not rows:
         raise DataError(f"'{shown}' is empty")
+    # a trailing delimiter on every line (as some spreadsheets write) is not a column
+    while rows[0] and not rows[0][-1].strip() and all(
+            len(r) == len(rows[0]) and not r[-1].strip() for r in rows):
+        rows = [r[:-1] for r in rows]
     header = [h.strip() for h in rows[0]]
     if all(_is_number(h) for h in header):
         raise DataError(f"'{shown}' has no header row: its first line must name the columns "

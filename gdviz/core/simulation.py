@@ -100,6 +100,9 @@ class Simulation:
         floats (hundreds of MB)."""
         problem = self.problem
         extra = data_summary(problem.data, problem.batch_size, run.step)
+        if problem.batch_size:  # "loss" is the last mini-batch's; this is all the data's
+            full = self.engine.loss_at(run.values)
+            extra["data_loss"] = full if np.isfinite(full) else None
         if not arrays:
             return {**run_summary(run, ColumnLayout({}, ()), problem.loss_summed,
                                   str(self.device), self.runset.steps, self.engine.elapsed_s,

@@ -111,7 +111,9 @@ def lr_limit(optimizer: str, hypers: dict[str, Any], lambda_max: float) -> LrLim
     with_params = f"{formula}, {params}" if params else formula
     if not curve > 0:
         return LrLimit(math.inf, lambda_max, formula,
-                       "no direction curves up here: no learning rate is too large", method,
+                       "no direction curves up here (a maximum, or flat): gradient descent "
+                       "moves away from this point at any learning rate, none oscillates",
+                       method,
                        params)
     limit = factor / curve
     return LrLimit(limit, lambda_max, formula, f"stable below {limit:.4g} here ({with_params}; "

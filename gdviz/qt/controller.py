@@ -466,6 +466,8 @@ class TrainingController(QObject):
         if len(self.runset) <= 1:
             self.message.emit("A session keeps at least one run.")
             return
+        if self.runset.get(run_id).step > self.UNDO_STEPS:  # Ctrl+Z brings it back
+            self._remember(self.snapshot(include_history=True))
         self.runset.remove(run_id)
         self.worker.post(lambda w: w.engine.remove_run(run_id))
         self._update_state()

@@ -208,6 +208,22 @@ class Documents(QObject):
         return True
 
     def remove_data(self) -> bool:
+        # the function's names become parameters again without data; the loss's cannot
+        info, session = self.controller.info, self.controller.session
+        if info is not None and info.data is not None:
+            from ..core.expressions import compile_expression
+            try:
+                names = set(compile_expression(session.loss, "loss").names)
+            except GdvizError:
+                names = set()
+            used = [n for n in info.data.names if n in names]
+            if used:
+                self.window.report_error(
+                    "The data is still in use",
+                    f"The loss reads the data's column{'s' * (len(used) > 1)} "
+                    f"{', '.join(used)}. Change it first (to a loss without data, for "
+                    "example y**2), then remove the data.")
+                return False
         try:
             self.window.pause_and_wait()
             self.controller.set_data(None)

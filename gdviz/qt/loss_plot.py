@@ -149,9 +149,11 @@ class LossPlotView(QWidget):
                 continue
             if line is None:
                 color = run.settings.color or "#1f77b4"
+                # dark and thick over the batch curve of the same colour
                 line = self.epochs[run.id] = pg.PlotDataItem(
-                    pen=pg.mkPen(color, width=1.5, style=Qt.PenStyle.DashLine), symbol="o",
-                    symbolSize=6, symbolBrush=color, symbolPen="w")
+                    pen=pg.mkPen(pg.mkColor(color).darker(170), width=2.5,
+                                 style=Qt.PenStyle.DashLine), symbol="o", symbolSize=7,
+                    symbolBrush=pg.mkColor(color).darker(170), symbolPen="w")
                 line.setZValue(5)
                 item.addItem(line)
                 if len(self.epochs) == 1:

@@ -121,6 +121,13 @@ def suggest_lr(lrs: np.ndarray, final_loss: np.ndarray, limit: float | None) -> 
     x, y = np.log10(lrs[keep]), final_loss[keep]
     if len(x) < 3:
         return None
-    slope = np.gradient(y, x)
+    # Only the way down counts: up to the first learning rate that comes near the lowest
+    # loss. Past it the curve may fall again after a spike (an unstable band whose runs
+    # happen to end low), and a suggestion there would teach a rate that breaks.
+    low, high = float(np.min(y)), float(np.max(y))
+    bottom = int(np.flatnonzero(y <= low + 0.05 * (high - low))[0])
+    if bottom < 1:
+        return None
+    slope = np.gradient(y, x)[:bottom + 1]
     best = int(np.argmin(slope))
     return float(10 ** x[best]) if slope[best] < 0 else None
