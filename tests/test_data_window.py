@@ -189,3 +189,13 @@ def test_removing_data_the_loss_still_reads_says_what_to_change(qtbot, window):
     assert errors and "reads the data's column y_data" in errors[-1][1]
     assert "Change it first" in errors[-1][1]
     assert window.controller.session.data is not None      # nothing changed
+
+
+def test_a_renamed_column_is_named_in_the_mistake_it_causes(qtbot, window, tmp_path):
+    path = tmp_path / "waves.csv"
+    path.write_text("sin,t\n" + "\n".join(f"{i / 10},{i / 5}" for i in range(20)))
+    open_data_from_menu(window, path)
+    type_model(qtbot, window, "w*sin + b", "mse(y, t)")
+    error = window.problemPanel.functionError
+    assert error.isVisible()
+    assert "the data's column 'sin' is called sin_data here" in error.text()

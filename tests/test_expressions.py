@@ -156,3 +156,11 @@ def test_common_subexpressions_are_computed_once():
     expr = compile_expression("(3 - x)*(3 - x) + (3 - x)")
     assert sum(1 for ins in expr.program if ins.text == "3 - x") == 1
     assert float(expr.evaluate({"x": torch.tensor(1.0)})) == 6
+
+
+@pytest.mark.parametrize("text, column, op", [("a**", 2, "**"), ("x +", 3, "+"),
+                                               ("2*", 2, "*"), ("w - ", 3, "-")])
+def test_an_expression_cut_short_points_at_its_last_operator(text, column, op):
+    with pytest.raises(ExpressionError) as info:
+        compile_expression(text)
+    assert info.value.column == column and f"missing after '{op}'" in str(info.value)

@@ -99,3 +99,13 @@ def test_race_session_round_trip(capsys, tmp_path):
     code, out, _ = run(capsys, "race", "--session", str(path), "--steps", "400", "--json")
     result = json.loads(out)
     assert code == 0 and [r["steps"] for r in result["runs"]] == [400, 400, 400]
+
+
+def test_compare_races_the_windows_six_optimizers(capsys):
+    assert main(["race", "--preset", "rosenbrock", "--compare", "--steps", "30", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert [r["label"] for r in result["runs"]] == ["SGD", "Momentum", "Nesterov", "RMSprop",
+                                                     "Adam", "AdamW"]
+    assert [r["optimizer"] for r in result["runs"]] == ["sgd", "sgd", "sgd", "rmsprop", "adam",
+                                                        "adamw"]
+    assert all(r["steps"] == 30 for r in result["runs"])

@@ -32,6 +32,9 @@ def add_parser(sub) -> None:
     g.add_argument("--sweep", metavar="SPEC", help="runs of one optimizer with one setting "
                    "spaced logarithmically, e.g. \"sgd lr=1e-4..1e-1\"")
     g.add_argument("--runs", type=int, default=8, help="how many runs --sweep makes (default 8)")
+    g.add_argument("--compare", action="store_true", help="the window's Compare optimizers: "
+                   "SGD, momentum, Nesterov, RMSprop, Adam and AdamW from one start, with "
+                   "learning rates that suit the problem's scale (with --run/--sweep: added)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--out", metavar="FILE", help="write the leaderboard as CSV")
     add_figure_options(p)
@@ -43,6 +46,12 @@ def main(args: argparse.Namespace) -> int:
     specs = [parse_run_spec(text, f"--run {i + 1} ('{text[:60]}')") for i, text in enumerate(args.run)]
     if args.sweep:
         specs += parse_sweep(args.sweep, args.runs)
+    if args.compare:
+        from ..core.model import RunSettings, comparison_runs
+
+        run = session.run
+        specs = comparison_runs(RunSettings(run.optimizer, dict(run.hypers)),
+                                session.build_problem().initial_flat()) + specs
     if specs:
         session = session.with_changes(runs=records_for(specs), selected=0)
     if args.out and not args.out.lower().endswith(".csv"):

@@ -630,8 +630,14 @@ def _parse(source: str, field: str, offset: int) -> ast.Expression:
                 digits = max(_DIGITS.finditer(source), key=lambda m: len(m.group()))
                 raise ExpressionError(f"this number is too large; {_TOO_LARGE}", field,
                                       digits.start() + 1 + offset) from None
+            ending = re.search(r"(\*\*|//|[-+*/%@,(])\s*$", source)
             if "too many nested parentheses" in msg:
                 msg = "brackets are nested too deeply (the limit is 200)"
+            elif msg == "invalid syntax" and ending:
+                # Python points at the start; what is missing is after the last operator
+                raise ExpressionError(f"syntax error: something is missing after "
+                                      f"'{ending.group(1)}' at the end", field,
+                                      ending.start(1) + 1 + offset) from None
             else:
                 msg = f"syntax error: {msg}"
             raise ExpressionError(msg, field, (exc.offset or 1) + offset) from None

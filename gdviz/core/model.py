@@ -357,3 +357,20 @@ class RunSet:
     def target_description(self) -> str:
         return (f"steps to reach the tolerance {self.tol:g}" if self.tol is not None
                 else "steps to come within 1e-3 of the best run's loss")
+
+
+def comparison_runs(current: RunSettings, initial: np.ndarray) -> list[RunSettings]:
+    """The classic comparison (the window's Runs > Compare optimizers, ``gdviz race
+    --compare``), with learning rates that suit the problem's scale: gradient descent at the
+    current SGD learning rate (or a cautious one), the adaptive methods at about a
+    hundredth of the start's size per step (``initial``: every parameter's start, flat)."""
+    sgd_lr = current.hypers["lr"] if current.optimizer == "sgd" else 1e-3
+    scale = float(np.max(np.abs(initial))) if np.size(initial) else 1.0
+    adaptive = float(f"{0.01 * max(1.0, scale):.2g}")
+    plan = [("sgd", {"lr": sgd_lr}, "SGD"),
+            ("sgd", {"lr": sgd_lr, "momentum": 0.9}, "Momentum"),
+            ("sgd", {"lr": sgd_lr, "momentum": 0.9, "nesterov": True}, "Nesterov"),
+            ("rmsprop", {"lr": adaptive}, "RMSprop"),
+            ("adam", {"lr": adaptive}, "Adam"),
+            ("adamw", {"lr": adaptive}, "AdamW")]
+    return [RunSettings(o, h, label, palette_color(k)) for k, (o, h, label) in enumerate(plan)]

@@ -25,7 +25,7 @@ from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from ..core.analysis.landscape import LandscapeGrid, landscape_grid
 from ..core.errors import ExpressionError, GdvizError
-from ..core.model import Run, RunSet, RunSettings, palette_color, ramp_color
+from ..core.model import Run, RunSet, RunSettings, comparison_runs, ramp_color
 from ..core.params import ParamSpec
 from ..core.records import EngineBatch, ProblemInfo, RowState
 from ..core.report import run_summary
@@ -234,7 +234,7 @@ class TrainingController(QObject):
         try:
             self.load_session(session)
         except ExpressionError as exc:
-            self.problemInvalid.emit(exc.field, exc.bare_message, exc.column or 0)
+            self._report_invalid(exc)
             return False
         except GdvizError as exc:
             self.problemInvalid.emit("params", str(exc), 0)
@@ -242,6 +242,19 @@ class TrainingController(QObject):
         self._remember(previous)
         self.message.emit(note + (" Ctrl+Z brings the previous run back." if previous else ""))
         return True
+
+    def _report_invalid(self, exc: ExpressionError) -> None:
+        """A mistake in the function or the loss, with a word on renamed data columns: a
+        CSV column called 'sin' is sin_data, and typing sin would otherwise only say that
+        sin is a function."""
+        message = exc.bare_message
+        data = self.info.data if self.info is not None else None
+        if data is not None:
+            for name, header in data.headers.items():
+                if header != name and header and f"'{header}'" in message:
+                    message += f" (the data's column '{header}' is called {name} here)"
+                    break
+        self.problemInvalid.emit(exc.field, message, exc.column or 0)
 
     # --- undo -----------------------------------------------------------------------------
 
@@ -292,7 +305,7 @@ class TrainingController(QObject):
         try:
             names = compile_expression(function, "function", reserved=("y", "loss")).names
         except ExpressionError as exc:
-            self.problemInvalid.emit(exc.field, exc.bare_message, exc.column or 0)
+            self._report_invalid(exc)
             return False
         # Keep what the table says for names still in the function; new names start as
         # rand(1); names no longer there are dropped; data columns are not parameters.
@@ -486,7 +499,7 @@ class TrainingController(QObject):
 
     def compare_optimizers(self) -> None:
         """SGD, momentum, Nesterov, RMSprop, Adam and AdamW with sensible learning rates."""
-        self.replace_runs(comparison_runs(self.selected.settings, self.info),
+        self.replace_runs(comparison_runs(self.selected.settings, self.info.initial),
                           "Comparing six optimizers from the same start: press Play.")
 
     def lr_sweep(self, optimizer: str, low: float, high: float, count: int) -> None:
@@ -701,19 +714,3 @@ def _value_text(value: np.ndarray) -> str:
         return f"{float(arr):.6g}"
     return np.array2string(arr, separator=", ", precision=6, floatmode="maxprec",
                            threshold=10**9).replace("\n", "")
-
-
-def comparison_runs(current: RunSettings, info: ProblemInfo) -> list[RunSettings]:
-    """The classic comparison, with learning rates that suit the problem's scale: gradient
-    descent at the current SGD learning rate (or a cautious one), the adaptive methods at
-    about a hundredth of the start's size per step."""
-    sgd_lr = current.hypers["lr"] if current.optimizer == "sgd" else 1e-3
-    scale = float(np.max(np.abs(info.initial))) if info.initial.size else 1.0
-    adaptive = float(f"{0.01 * max(1.0, scale):.2g}")
-    plan = [("sgd", {"lr": sgd_lr}, "SGD"),
-            ("sgd", {"lr": sgd_lr, "momentum": 0.9}, "Momentum"),
-            ("sgd", {"lr": sgd_lr, "momentum": 0.9, "nesterov": True}, "Nesterov"),
-            ("rmsprop", {"lr": adaptive}, "RMSprop"),
-            ("adam", {"lr": adaptive}, "Adam"),
-            ("adamw", {"lr": adaptive}, "AdamW")]
-    return [RunSettings(o, h, label, palette_color(k)) for k, (o, h, label) in enumerate(plan)]

@@ -142,6 +142,8 @@ class ProblemPanel(QWidget):
         self.lrSpin = LogSpinBox(1e-8, 100.0, objectName="lrSpin")
         self.lrSpin.setToolTip("Learning rate: the size of each step. Arrows multiply or divide "
                                "by 10^(1/4); takes effect at the next step, also mid-run.")
+        # room for a rate such as 0.000251 whole (it was cut to "0.0002")
+        self.lrSpin.setMinimumWidth(self.lrSpin.fontMetrics().horizontalAdvance("0.0000251") + 34)
         self.lrSlider = QSlider(Qt.Orientation.Horizontal, objectName="lrSlider")
         self.lrSlider.setRange(-160, 40)  # log10(lr) * 20: 1e-8 .. 100
         self.lrSlider.setToolTip("Learning rate on a log scale")
