@@ -174,3 +174,13 @@ def test_a_removed_run_comes_back_with_ctrl_z(qtbot, window):
     window.activateWindow()
     qtbot.keyClick(window, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
     assert {r.label: r.step for r in window.controller.runset} == before
+
+
+def test_a_new_run_shows_its_starting_loss_before_it_steps(qtbot, window):
+    window.load_session(load_preset("rosenbrock"))
+    first = window.controller.runset.runs[0]
+    click(qtbot, window.runsPanel.addButton)
+    new = window.controller.runset.runs[-1]
+    assert new is not first and new.step == 0
+    qtbot.waitUntil(lambda: np.isfinite(new.loss), timeout=10_000)
+    assert new.loss == pytest.approx(first.loss)   # the same start: the same loss

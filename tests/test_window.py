@@ -321,3 +321,16 @@ def test_help_menu_explains_the_language_the_keys_and_the_versions(qtbot, window
     assert "sigmoid" in language and "full((2,3), 4)" in language and "Rosenbrock" in language
     assert "Space" in keys and "Ctrl+Z" in keys
     assert "torch" in about and "PySide6" in about
+
+
+def test_log_colours_chosen_for_a_problem_stay_through_a_zoom(qtbot, window):
+    window.load_session(load_preset("rosenbrock"))
+    view = window.trajectoryView
+    qtbot.waitUntil(lambda: view.z is not None)
+    assert view.logColorsCheck.isChecked()  # steep: chosen when the problem's map came
+    first = view.z.copy()
+    # zoom far into a slope away from the valley, where the loss is nearly a plane
+    view.item.getViewBox().setRange(xRange=(-1.51, -1.49), yRange=(-1.01, -0.99), padding=0)
+    qtbot.waitUntil(lambda: view.z is not None and not np.array_equal(view.z, first),
+                    timeout=20_000)
+    assert view.logColorsCheck.isChecked()

@@ -429,7 +429,20 @@ class TrainingController(QObject):
     def add_run(self, settings: RunSettings) -> Run:
         run = self.runset.add(settings)
         engine_run = run.engine_run()
-        self.worker.post(lambda w: w.engine.add_run(engine_run))
+        values = np.array(run.values, dtype=np.float64)
+        generation = self.generation
+
+        def add(w: EngineWorker) -> float | None:
+            w.engine.add_run(engine_run)
+            return w.engine.loss_at(values) if w.generation == generation else None
+
+        def show(loss: float | None) -> None:
+            # a new run's loss where it starts, before its first step (not "—")
+            if loss is not None and run.step == 0 and not math.isfinite(run.loss):
+                run.loss = loss
+                self.progressed.emit()
+
+        self.request(add, show)
         return run
 
     def duplicate_run(self, run_id: int) -> Run:

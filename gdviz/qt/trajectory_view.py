@@ -637,6 +637,8 @@ class TrajectoryView(QWidget):
             blocked = self.logColorsCheck.blockSignals(True)
             self.logColorsCheck.setChecked(steep)
             self.logColorsCheck.blockSignals(blocked)
+            # decided once per problem: a zoom into a flat part must not switch it back
+            self._auto_log = False
         if self.logColorsCheck.isChecked():
             eps = max(1e-12, 1e-9 * (hi - lo))
             shown = np.log10(z - lo + eps)
