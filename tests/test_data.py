@@ -392,3 +392,9 @@ def test_with_mini_batches_the_summary_gives_the_full_datas_loss_too(capsys):
     assert result["data_loss"] == pytest.approx(full, rel=1e-4)
     assert main(["run", "--preset", "fit-line", "--batch-size", "10", "--steps", "200"]) == 0
     assert "(the last mini-batch's); on all the data:" in capsys.readouterr().out
+
+
+def test_accented_headers_keep_their_letters():
+    data = parse_csv("température,poids (kg)\n1,2\n")
+    assert data.names == ["temperature", "poids_kg"]
+    assert any("température" in note for note in data.notes)

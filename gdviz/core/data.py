@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -73,7 +74,10 @@ class Dataset:
 
 def variable_name(header: str, index: int) -> str:
     """The name an expression uses for a column with this header (see the module doc)."""
-    name = _NOT_NAME.sub("_", header.strip()).strip("_")
+    # accents go, letters stay: température is temperature, not temp_rature
+    plain = "".join(c for c in unicodedata.normalize("NFKD", header.strip())
+                    if not unicodedata.combining(c))
+    name = _NOT_NAME.sub("_", plain).strip("_")
     while "__" in name:
         name = name.replace("__", "_")
     if not name:
