@@ -334,3 +334,19 @@ def test_log_colours_chosen_for_a_problem_stay_through_a_zoom(qtbot, window):
     qtbot.waitUntil(lambda: view.z is not None and not np.array_equal(view.z, first),
                     timeout=20_000)
     assert view.logColorsCheck.isChecked()
+
+
+def test_the_parameters_plot_ends_where_the_run_does(qtbot, window):
+    panel = window.problemPanel
+    panel.functionEdit.selectAll()
+    qtbot.keyClick(panel.functionEdit, Qt.Key.Key_Delete)
+    qtbot.keyClicks(panel.functionEdit, "a**2 + b**2 + c**2")
+    panel.flush()
+    panel.stepsSpin.setValue(500)
+    with qtbot.waitSignal(window.runFinished, timeout=60_000):
+        qtbot.mouseClick(window.controls.playButton, Qt.MouseButton.LeftButton)
+    window.redraw()
+    view = window.trajectoryView
+    assert view.mode == "lines"
+    (x0, x1), _ = view.item.getViewBox().viewRange()
+    assert 499 <= x1 <= 510   # not 1,024: the axis ends with the run

@@ -734,7 +734,7 @@ class MainWindow(QMainWindow):
         runs, selected = list(c.runset), c.runset.selected_id
         self.lossView.refresh(runs, selected, c.runset.steps)
         self.lrPlot.refresh(runs, c.runset.steps)
-        self.trajectoryView.refresh(runs, selected)
+        self.trajectoryView.refresh(runs, selected, c.runset.steps)
         self.surfaceView.refresh(runs)
         self.stepping.draw_step_shown()
         if self.graphArea.isVisible() and self.graphArea.height() > 40:

@@ -688,8 +688,10 @@ class TrajectoryView(QWidget):
 
     # --- live data ----------------------------------------------------------------------
 
-    def refresh(self, runs: list[Run], selected: int | None) -> None:
-        """Redraw every visible run's path and marker from its history."""
+    def refresh(self, runs: list[Run], selected: int | None,
+                step_limit: int | None = None) -> None:
+        """Redraw every visible run's path and marker from its history (``step_limit``:
+        where the runs end, so the parameters plot's axis need not go past it)."""
         if self.layout_ is None:
             return
         self.selected = selected
@@ -707,7 +709,10 @@ class TrajectoryView(QWidget):
             if len(steps):
                 vb = self.item.getViewBox()
                 (_x0, _x1), (y0, y1) = vb.viewRange()
-                right = max(10.0, 2 ** math.ceil(math.log2(max(float(steps[-1]), 1.0) * 1.05)))
+                last = float(steps[-1])
+                right = max(10.0, 2 ** math.ceil(math.log2(max(last, 1.0) * 1.05)))
+                if step_limit and last < step_limit < right:
+                    right = float(step_limit)  # the run ends there, as on the loss plot
                 new_y = sticky_range((y0, y1), *finite_bounds(rows[:, idx[:MAX_LINES]]))
                 self._set_range(([0, right], list(new_y) if new_y else [y0, y1]), both=True)
             else:
