@@ -46,50 +46,66 @@ def starts(rows):
     return torch.randn(rows, 3, generator=gen), torch.randn(rows, 2, 2, generator=gen)
 
 
+def step_group(optimizers, row_hypers, w0, b0, steps):
+    """``steps`` updates of one group whose rows start at w0, b0; (parameters, group)."""
+    group = UpdateGroup(optimizers, row_hypers, {"w": (3,), "b": (2, 2)}, torch.device("cpu"))
+    params = {"w": w0.clone(), "b": b0.clone()}
+    for _ in range(steps):
+        leaves = {k: v.detach().requires_grad_() for k, v in params.items()}
+        torch.stack([loss_of(leaves["w"][r], leaves["b"][r])
+                     for r in range(len(w0))]).sum().backward()
+        params = group.step({k: v.detach() for k, v in leaves.items()},
+                            {k: v.grad for k, v in leaves.items()})
+    return params, group
+
+
+def step_torch(name, hypers, w0, b0, steps):
+    """The same from one start with torch.optim itself: (w, b)."""
+    w, b = w0.clone().requires_grad_(), b0.clone().requires_grad_()
+    opt = torch_optimizer(name, [w, b], normalize_hypers(name, hypers))
+    for _ in range(steps):
+        opt.zero_grad()
+        loss_of(w, b).backward()
+        opt.step()
+    return w.detach(), b.detach()
+
+
+def assert_rows_alone_and_torch(rows, steps=30):
+    """Each of ``rows`` ((optimizer, hypers)) in one group equals itself alone exactly and
+    torch.optim to float32 rounding; returns the group of all of them."""
+    w0, b0 = starts(len(rows))
+    names, hypers = [o for o, _ in rows], [h for _, h in rows]
+    together, group = step_group(names, hypers, w0, b0, steps)
+    for r, (name, h) in enumerate(rows):
+        alone, _ = step_group([name], [h], w0[r:r + 1], b0[r:r + 1], steps)
+        assert torch.equal(alone["w"][0], together["w"][r])
+        assert torch.equal(alone["b"][0], together["b"][r])
+        w, b = step_torch(name, h, w0[r], b0[r], steps)
+        torch.testing.assert_close(together["w"][r], w, rtol=2e-5, atol=2e-6)
+        torch.testing.assert_close(together["b"][r], b, rtol=2e-5, atol=2e-6)
+    return group
+
+
 @pytest.mark.parametrize("name, hypers", SETTINGS)
 def test_every_row_follows_torch_optim(name, hypers):
     rows, steps = 3, 40
     # each row its own learning rate: per-row hyperparameters are tensors
     row_hypers = [{**hypers, "lr": hypers["lr"] * f} for f in (1.0, 0.5, 2.0)]
     w0, b0 = starts(rows)
-    group = UpdateGroup(name, row_hypers, {"w": (3,), "b": (2, 2)}, torch.device("cpu"))
-    params = {"w": w0.clone(), "b": b0.clone()}
-    for _ in range(steps):
-        leaves = {k: v.detach().requires_grad_() for k, v in params.items()}
-        torch.stack([loss_of(leaves["w"][r], leaves["b"][r]) for r in range(rows)]).sum().backward()
-        params = group.step({k: v.detach() for k, v in leaves.items()},
-                            {k: v.grad for k, v in leaves.items()})
+    params, _ = step_group(name, row_hypers, w0, b0, steps)
     for r in range(rows):
-        w, b = w0[r].clone().requires_grad_(), b0[r].clone().requires_grad_()
-        opt = torch_optimizer(name, [w, b], normalize_hypers(name, row_hypers[r]))
-        for _ in range(steps):
-            opt.zero_grad()
-            loss_of(w, b).backward()
-            opt.step()
-        torch.testing.assert_close(params["w"][r], w.detach(), rtol=2e-5, atol=2e-6)
-        torch.testing.assert_close(params["b"][r], b.detach(), rtol=2e-5, atol=2e-6)
+        w, b = step_torch(name, row_hypers[r], w0[r], b0[r], steps)
+        torch.testing.assert_close(params["w"][r], w, rtol=2e-5, atol=2e-6)
+        torch.testing.assert_close(params["b"][r], b, rtol=2e-5, atol=2e-6)
 
 
 @pytest.mark.parametrize("name, hypers", SETTINGS)
 def test_a_row_alone_equals_the_same_row_in_a_group(name, hypers):
     row_hypers = [{**hypers, "lr": hypers["lr"] * f} for f in (1.0, 0.5, 2.0)]
     w0, b0 = starts(3)
-
-    def run(indices):
-        group = UpdateGroup(name, [row_hypers[i] for i in indices], {"w": (3,), "b": (2, 2)},
-                            torch.device("cpu"))
-        params = {"w": w0[indices].clone(), "b": b0[indices].clone()}
-        for _ in range(25):
-            leaves = {k: v.detach().requires_grad_() for k, v in params.items()}
-            torch.stack([loss_of(leaves["w"][r], leaves["b"][r])
-                         for r in range(len(indices))]).sum().backward()
-            params = group.step({k: v.detach() for k, v in leaves.items()},
-                                {k: v.grad for k, v in leaves.items()})
-        return params
-
-    together = run([0, 1, 2])
+    together, _ = step_group(name, row_hypers, w0, b0, 25)
     for r in range(3):
-        alone = run([r])
+        alone, _ = step_group(name, [row_hypers[r]], w0[r:r + 1], b0[r:r + 1], 25)
         assert torch.equal(alone["w"][0], together["w"][r])
         assert torch.equal(alone["b"][0], together["b"][r])
 
@@ -98,77 +114,25 @@ def test_a_row_alone_equals_the_same_row_in_a_group(name, hypers):
 def test_adam_and_adamw_rows_race_in_one_group_each_as_torch_has_it(amsgrad):
     """Adam's weight decay goes into the gradient, AdamW's into the parameter: one group
     holds both (one update for the two), each row equal to torch and to itself alone."""
-    rows = [("adam", {"lr": 0.05, "weight_decay": 0.1, "amsgrad": amsgrad}),
-            ("adamw", {"lr": 0.03, "weight_decay": 0.2, "amsgrad": amsgrad}),
-            ("adam", {"lr": 0.02, "amsgrad": amsgrad}),
-            ("adamw", {"lr": 0.05, "amsgrad": amsgrad})]
-    w0, b0 = starts(len(rows))
-
-    def run(indices, steps=30):
-        group = UpdateGroup([rows[i][0] for i in indices], [rows[i][1] for i in indices],
-                            {"w": (3,), "b": (2, 2)}, torch.device("cpu"))
-        params = {"w": w0[indices].clone(), "b": b0[indices].clone()}
-        for _ in range(steps):
-            leaves = {k: v.detach().requires_grad_() for k, v in params.items()}
-            torch.stack([loss_of(leaves["w"][r], leaves["b"][r])
-                         for r in range(len(indices))]).sum().backward()
-            params = group.step({k: v.detach() for k, v in leaves.items()},
-                                {k: v.grad for k, v in leaves.items()})
-        return params
-
-    together = run([0, 1, 2, 3])
-    for r, (name, hypers) in enumerate(rows):
-        alone = run([r])
-        assert torch.equal(alone["w"][0], together["w"][r])
-        assert torch.equal(alone["b"][0], together["b"][r])
-        w, b = w0[r].clone().requires_grad_(), b0[r].clone().requires_grad_()
-        opt = torch_optimizer(name, [w, b], normalize_hypers(name, hypers))
-        for _ in range(30):
-            opt.zero_grad()
-            loss_of(w, b).backward()
-            opt.step()
-        torch.testing.assert_close(together["w"][r], w.detach(), rtol=2e-5, atol=2e-6)
-        torch.testing.assert_close(together["b"][r], b.detach(), rtol=2e-5, atol=2e-6)
+    assert_rows_alone_and_torch([
+        ("adam", {"lr": 0.05, "weight_decay": 0.1, "amsgrad": amsgrad}),
+        ("adamw", {"lr": 0.03, "weight_decay": 0.2, "amsgrad": amsgrad}),
+        ("adam", {"lr": 0.02, "amsgrad": amsgrad}),
+        ("adamw", {"lr": 0.05, "amsgrad": amsgrad})])
 
 
 def test_plain_sgd_rows_race_with_momentum_rows_in_one_group_exactly():
     """Plain SGD rows (a dampening torch ignores included) share the momentum rows' update:
     each row equal to torch and to itself alone, and a plain row keeps no buffer."""
-    rows = [("sgd", {"lr": 0.05, "dampening": 0.5}), ("sgd", {"lr": 0.02, "momentum": 0.9}),
-            ("sgd", {"lr": 0.02, "momentum": 0.9, "nesterov": True}),
-            ("sgd", {"lr": 0.03, "weight_decay": 0.1}),
-            ("sgd", {"lr": 0.02, "momentum": 0.8, "dampening": 0.3, "weight_decay": 0.01})]
-    w0, b0 = starts(len(rows))
-
-    def run(indices, steps=30):
-        group = UpdateGroup("sgd", [rows[i][1] for i in indices], {"w": (3,), "b": (2, 2)},
-                            torch.device("cpu"))
-        params = {"w": w0[indices].clone(), "b": b0[indices].clone()}
-        for _ in range(steps):
-            leaves = {k: v.detach().requires_grad_() for k, v in params.items()}
-            torch.stack([loss_of(leaves["w"][r], leaves["b"][r])
-                         for r in range(len(indices))]).sum().backward()
-            params = group.step({k: v.detach() for k, v in leaves.items()},
-                                {k: v.grad for k, v in leaves.items()})
-        return params, group
-
-    together, group = run(list(range(len(rows))))
+    group = assert_rows_alone_and_torch([
+        ("sgd", {"lr": 0.05, "dampening": 0.5}), ("sgd", {"lr": 0.02, "momentum": 0.9}),
+        ("sgd", {"lr": 0.02, "momentum": 0.9, "nesterov": True}),
+        ("sgd", {"lr": 0.03, "weight_decay": 0.1}),
+        ("sgd", {"lr": 0.02, "momentum": 0.8, "dampening": 0.3, "weight_decay": 0.01})])
     assert group.rule == "momentum"
     states = group.export()
     assert states[0].tensors == {} and states[3].tensors == {}
     assert set(states[1].tensors) == {"momentum_buffer"}
-    for r, (name, hypers) in enumerate(rows):
-        alone, _ = run([r])
-        assert torch.equal(alone["w"][0], together["w"][r])
-        assert torch.equal(alone["b"][0], together["b"][r])
-        w, b = w0[r].clone().requires_grad_(), b0[r].clone().requires_grad_()
-        opt = torch_optimizer(name, [w, b], normalize_hypers(name, hypers))
-        for _ in range(30):
-            opt.zero_grad()
-            loss_of(w, b).backward()
-            opt.step()
-        torch.testing.assert_close(together["w"][r], w.detach(), rtol=2e-5, atol=2e-6)
-        torch.testing.assert_close(together["b"][r], b.detach(), rtol=2e-5, atol=2e-6)
 
 
 def test_state_round_trips_through_plain_data():

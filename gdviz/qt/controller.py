@@ -300,17 +300,11 @@ class TrainingController(QObject):
             return True
         what = "function" if function != s.function else "loss" if loss != s.loss \
             else "initial values"
-        from ..core.expressions import compile_expression  # pure Python; torch is loaded by now
-
         try:
-            names = compile_expression(function, "function", reserved=("y", "loss")).names
+            params = function_params(function, params, self.info.data)
         except ExpressionError as exc:
             self._report_invalid(exc)
             return False
-        # Keep what the table says for names still in the function; new names start as
-        # rand(1); names no longer there are dropped; data columns are not parameters.
-        columns = set(self.info.data.names) if self.info.data is not None else set()
-        params = {n: params.get(n, ParamSpec()) for n in names if n not in columns}
         new = apply_overrides(self.document(), function=function, loss=loss, params=params)
         if function != s.function:
             # An edited example is no longer that example: it saves under a name of its own.
@@ -322,13 +316,9 @@ class TrainingController(QObject):
         names that were columns become parameters again); the runs restart. Raises
         GdvizError (a DataError for a file that cannot be read) when the data or the problem
         with it cannot be used, leaving everything as it was."""
-        from ..core.expressions import compile_expression
-
         s = self.session
         dataset = source.load() if source is not None else None
-        columns = set(dataset.names) if dataset is not None else set()
-        names = compile_expression(s.function, "function", reserved=("y", "loss")).names
-        params = {n: s.params.get(n, ParamSpec()) for n in names if n not in columns}
+        params = function_params(s.function, s.params, dataset)
         batch = s.batch_size if source is not None else None
         new = apply_overrides(self.document(), data=source, batch_size=batch, params=params)
         previous = self._keepsake()
@@ -718,6 +708,18 @@ class TrainingController(QObject):
         if not self._thread.wait(10_000):  # a step that never returns: do not hang on exit
             self._thread.terminate()
             self._thread.wait()
+
+
+def function_params(function: str, params: dict[str, ParamSpec], data) -> dict[str, ParamSpec]:
+    """The parameters of ``function``: what ``params`` says for names still in it, rand(1)
+    for new names; names no longer there are dropped, and ``data``'s columns (a Dataset,
+    or None) are not parameters. Raises ExpressionError for a function that does not
+    compile."""
+    from ..core.expressions import compile_expression  # pure Python; torch is loaded by now
+
+    names = compile_expression(function, "function", reserved=("y", "loss")).names
+    columns = set(data.names) if data is not None else set()
+    return {n: params.get(n, ParamSpec()) for n in names if n not in columns}
 
 
 def _value_text(value: np.ndarray) -> str:
