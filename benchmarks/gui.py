@@ -55,6 +55,7 @@ def windowed(window, steps: int) -> tuple[float, np.ndarray, dict]:
     controller = window.controller
     controller.reset()
     window.problemPanel.stepsSpin.setValue(steps)
+    window.controls.fullSpeedButton.click()  # the window opens at a watchable 2,000 steps/s
     loop = QEventLoop()
     result: dict = {}
     lateness: list[float] = []
@@ -105,6 +106,9 @@ def main() -> None:
     parser.add_argument("--race", action="store_true", help="race the 8-run Compare set")
     args = parser.parse_args()
     app = QApplication.instance() or QApplication([])
+    import pyqtgraph as pg
+
+    pg.setConfigOptions(antialias=True)  # as gdviz.qt.app sets it: the app's real cost
     from gdviz.qt import MainWindow
 
     session = race_session(args.steps) if args.race else load_preset("seed-linear")

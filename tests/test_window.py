@@ -253,16 +253,6 @@ def test_last_problem_and_geometry_are_remembered(qtbot, window):
         again.close()
 
 
-def test_decimation_keeps_the_peaks_and_the_ends():
-    from gdviz.qt.plot_style import decimate
-
-    x = np.arange(100_000.0)
-    y = np.sin(x / 500) + (x == 31_337) * 7.0 - (x == 77_777) * 9.0
-    dx, dy = decimate(x, y, 2000)
-    assert len(dx) <= 2100 and dx[0] == 0 and dx[-1] == 99_999
-    assert dy.max() == y.max() and dy.min() == y.min() and np.all(np.diff(dx) > 0)
-
-
 def test_the_default_speed_lets_the_seed_be_watched(qtbot, window):
     # about five seconds for the seed's 10,000 steps; full speed is one click away
     assert window.controls.speedLabel.text() == "2,000 steps/s"

@@ -10,8 +10,8 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from ..core.model import Run
-from .plot_style import (Marker, TimedPlotWidget, cache_axes, decimate, finite_bounds,
-                         legend_entries, legend_label, sticky_range)
+from .plot_style import (FastCurve, Marker, PeakDecimator, TimedPlotWidget, cache_axes,
+                         finite_bounds, legend_entries, legend_label, sticky_range)
 
 
 class LossPlotView(QWidget):
@@ -51,9 +51,11 @@ class LossPlotView(QWidget):
         self.legend = item.addLegend(offset=(-10, 10), labelTextSize="9pt", labelTextColor="#222",
                                      brush=pg.mkBrush(255, 255, 255, 210), pen=pg.mkPen("#bbb"))
         self.legend.hide()
-        # Plain curve items, decimated here (peak decimation, see plot_style.decimate): with a
-        # curve per run, PlotDataItem's own per-item processing costs more than the drawing.
-        self.curves: dict[int, pg.PlotCurveItem] = {}
+        # Curves painted in C++ (FastCurve), decimated here as they grow (PeakDecimator):
+        # with a curve per run, pyqtgraph's own curve items cost more in Python than the
+        # drawing itself.
+        self.curves: dict[int, FastCurve] = {}
+        self._decimators: dict[int, PeakDecimator] = {}
         # with mini-batches: the full data's loss at each epoch's start, dots on a dashed line
         self.epochs: dict[int, pg.PlotDataItem] = {}
         self.marker = Marker("#d62728", 9)
@@ -73,7 +75,7 @@ class LossPlotView(QWidget):
         self.auto_range = True  # off while an animation replays the runs on fixed axes
 
     @property
-    def curve(self) -> pg.PlotCurveItem | None:
+    def curve(self) -> FastCurve | None:
         """The selected run's curve."""
         return self.curves.get(self._selected) if self._selected is not None else None
 
@@ -84,6 +86,7 @@ class LossPlotView(QWidget):
         for run_id in list(self.curves):
             if run_id not in wanted:
                 item.removeItem(self.curves.pop(run_id))
+                self._decimators.pop(run_id, None)
         self.legend.clear()
         for run in runs:
             # One pixel: Qt paints a 2 px curve at about half the speed, and painting takes
@@ -91,14 +94,14 @@ class LossPlotView(QWidget):
             pen = pg.mkPen(run.settings.color or "#1f77b4", width=1)
             curve = self.curves.get(run.id)
             if curve is None:
-                curve = pg.PlotCurveItem(pen=pen)
+                curve = FastCurve(pen)
                 item.addItem(curve)
                 self.curves[run.id] = curve
             curve.setPen(pen)
             curve.setVisible(run.settings.visible)
         shown = [r for r in runs if r.settings.visible]
         for run in legend_entries(shown):
-            self.legend.addItem(self.curves[run.id], legend_label(run.label))
+            self.legend.addItem(self.curves[run.id].sample, legend_label(run.label))
         if len(shown) > len(legend_entries(shown)):
             self.legend.addItem(pg.PlotDataItem(pen=None), f"… {len(shown)} runs")
         if self.epochs:
@@ -127,6 +130,7 @@ class LossPlotView(QWidget):
         self.marker.move_to(math.nan, math.nan)
         self._data = []
         self._drawn = {}
+        self._decimators = {}
 
     def refresh(self, runs: list[Run], selected: int | None, step_limit: int | None = None) -> None:
         self.step_limit = step_limit
@@ -176,27 +180,27 @@ class LossPlotView(QWidget):
             drawn = self._drawn.get(run_id)
             if drawn is None or drawn[0] != key:
                 # Only what changed is handed to pyqtgraph: a run that has ended (or a race
-                # whose curves did not move) costs nothing per frame.
-                y = loss
-                note = ""
-                if log and len(loss):
-                    positive = loss > 0
-                    if not positive.all():
+                # whose curves did not move) costs nothing per frame. And only the points
+                # drawn are looked at: the decimation keeps every bin's lowest and highest
+                # loss, so the bounds of the kept points are the bounds of all of them.
+                decimator = self._decimator(run_id)
+                keep = decimator.indices(loss)
+                x, y = np.asarray(steps, dtype=np.float64)[keep], np.asarray(loss)[keep]
+                note = "" if decimator.finite else "some losses are not finite"
+                if log and len(y):
+                    positive = y > 0
+                    if not positive.all() and not note:
                         note = "log scale hides losses <= 0"
                     # the view is in log10 units in log mode (the axis writes the powers)
                     with np.errstate(divide="ignore", invalid="ignore"):
-                        y = np.where(positive, np.log10(np.where(positive, loss, 1.0)), np.nan)
-                if len(steps) and not np.isfinite(loss).all():
-                    note = "some losses are not finite"
+                        y = np.where(positive, np.log10(np.where(positive, y, 1.0)), np.nan)
                 curve = self.curves.get(run_id)
                 if curve is not None:
-                    limit = max(400, 2 * self.plot.width())
-                    curve.setData(*decimate(np.asarray(steps, dtype=np.float64), y, limit),
-                                  connect="finite")
+                    curve.setData(x, y)
                 drawn = (key, finite_bounds(y), note, float(steps[-1]) if len(steps) else -math.inf)
                 self._drawn[run_id] = drawn
                 if run_id == self._selected:
-                    self._mark(steps, y)
+                    self._mark(x, y)
             _key, (lo, hi), note, last = drawn
             if note:
                 notes.add(note)
@@ -212,6 +216,13 @@ class LossPlotView(QWidget):
         finite = [(lo, hi) for lo, hi in zip(lows, highs) if math.isfinite(lo)]
         bounds = (min(b[0] for b in finite), max(b[1] for b in finite)) if finite else (math.nan, math.nan)
         self._fit_ranges(last_step, bounds, bool(arrays) and math.isfinite(last_step))
+
+    def _decimator(self, run_id: int) -> PeakDecimator:
+        limit = max(400, 2 * self.plot.width())
+        decimator = self._decimators.get(run_id)
+        if decimator is None or decimator.limit != limit:
+            decimator = self._decimators[run_id] = PeakDecimator(limit)
+        return decimator
 
     def _mark(self, steps: np.ndarray, y: np.ndarray) -> None:
         """The current step of the selected run (``y`` in view units: log10 in log mode)."""
@@ -241,7 +252,7 @@ class LossPlotView(QWidget):
             vb.setYRange(*new, padding=0)
 
     def _on_log_check_toggled(self, on: bool) -> None:
-        self._drawn = {}
+        self._drawn, self._decimators = {}, {}
         self.plot.getPlotItem().setLogMode(y=on)
         self.refresh_arrays(self._data)
         self.logToggled.emit(on)

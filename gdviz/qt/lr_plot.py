@@ -17,7 +17,7 @@ from PySide6.QtWidgets import QVBoxLayout, QWidget
 
 from ..core.model import Run
 from ..core.schedules import rates
-from .plot_style import TimedPlotWidget, cache_axes
+from .plot_style import FastCurve, PeakDecimator, TimedPlotWidget, cache_axes
 
 PLAN_POINTS = 1200   # the planned curve is drawn from this many steps at most
 
@@ -73,14 +73,16 @@ class LrPlotView(QWidget):
                              "the step limit; solid, the steps taken")
         layout.addWidget(self.plot)
         self.setMinimumHeight(70)
-        self.done: dict[int, pg.PlotCurveItem] = {}
-        self.plan: dict[int, pg.PlotCurveItem] = {}
+        self.done: dict[int, FastCurve] = {}
+        self.plan: dict[int, FastCurve] = {}
         self._keys: dict[int, tuple] = {}
         self._y_range: tuple[float, float] | None = None
         self._partner = None       # the loss plot's left axis, as wide as this one
         self._axis_width = 0
         self._log = False          # a log axis: the runs' rates differ by more than tenfold
-        self._raw: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._shown: dict[int, tuple[Run, int]] = {}  # run id -> (the run, its step total)
+        self._decimators: dict[int, PeakDecimator] = {}  # recorded rates grow at their end
+        self._plan_steps: tuple[int | None, np.ndarray] = (None, np.zeros(0))
 
     def link_x(self, plot: pg.PlotWidget) -> None:
         """Follow ``plot``'s step axis (the loss plot's); the left axes keep one width so a
@@ -96,14 +98,15 @@ class LrPlotView(QWidget):
             item.removeItem(self.done.pop(run_id))
             item.removeItem(self.plan.pop(run_id))
             self._keys.pop(run_id, None)
-            self._raw.pop(run_id, None)
+            self._shown.pop(run_id, None)
+            self._decimators.pop(run_id, None)
         for run in runs:
             color = QColor(run.settings.color or "#1f77b4")
             faint = QColor(color)
             faint.setAlpha(70)
             if run.id not in self.done:
-                self.plan[run.id] = pg.PlotCurveItem()
-                self.done[run.id] = pg.PlotCurveItem()
+                self.plan[run.id] = FastCurve()
+                self.done[run.id] = FastCurve()
                 item.addItem(self.plan[run.id])
                 item.addItem(self.done[run.id])
             self.plan[run.id].setPen(pg.mkPen(faint, width=1))
@@ -125,16 +128,15 @@ class LrPlotView(QWidget):
             done_key = (len(run.history), run.step, plan_key)
             known = self._keys.get(run.id)
             if known is None or known[0] != plan_key:
-                plan_x = planned_steps(total)
+                plan_x = self._planned_steps(total)
                 plan_y = rates(st.schedule, float(st.hypers["lr"]), plan_x, total)
                 self.plan[run.id].setData(plan_x, self._view(plan_y))
                 top = float(np.nanmax(plan_y)) if len(plan_y) else 0.0
                 known = self._keys[run.id] = (plan_key, None, top)
             if known[1] != done_key:
-                steps = np.asarray(run.history.steps, dtype=np.float64)
-                done_y = run_rates(run, steps, total) if len(steps) else np.zeros(0)
-                self._raw[run.id] = (steps, done_y)
-                self.done[run.id].setData(steps, self._view(done_y))
+                done_x, done_y = self._done_points(run, total)
+                self._shown[run.id] = (run, total)
+                self.done[run.id].setData(done_x, self._view(done_y))
                 top = max(known[2], float(np.nanmax(done_y)) if len(done_y) else 0.0)
                 known = self._keys[run.id] = (plan_key, done_key, top)
             tops.append(self._keys[run.id][2])
@@ -142,6 +144,7 @@ class LrPlotView(QWidget):
         log = max(tops) > 10 * min(tops)
         if log != self._log:
             self._log = log
+            self._decimators = {}  # every rate is drawn anew, in log10 units
             self.plot.getPlotItem().setLogMode(y=log)
             self.refresh(runs, total)
             return
@@ -151,6 +154,32 @@ class LrPlotView(QWidget):
         if y_range != self._y_range:
             self._y_range = y_range
             self.plot.getPlotItem().getViewBox().setYRange(*y_range, padding=0)
+
+    def _done_points(self, run: Run, total: int) -> tuple[np.ndarray, np.ndarray]:
+        """The steps drawn solid and their rates, looking at no more points than are drawn:
+        a recorded rate is peak-decimated as the history grows; a closed-form one is the
+        planned curve's steps up to the last step taken, and that step."""
+        history = run.history
+        if not len(history):
+            return np.zeros(0), np.zeros(0)
+        recorded = getattr(history, "lr", None)
+        if recorded is not None and len(recorded) == len(history):
+            limit = max(400, 2 * self.plot.width())
+            decimator = self._decimators.get(run.id)
+            if decimator is None or decimator.limit != limit:
+                decimator = self._decimators[run.id] = PeakDecimator(limit)
+            keep = decimator.indices(recorded)
+            return (history.steps[keep].astype(np.float64),
+                    np.asarray(recorded, dtype=np.float64)[keep])
+        last = float(history.steps[-1])
+        plan_x = self._planned_steps(total)
+        steps = np.append(plan_x[:np.searchsorted(plan_x, last)], last)
+        return steps, rates(run.settings.schedule, float(run.settings.hypers["lr"]), steps, total)
+
+    def _planned_steps(self, total: int) -> np.ndarray:
+        if self._plan_steps[0] != total:
+            self._plan_steps = (total, planned_steps(total))
+        return self._plan_steps[1]
 
     def _align_axis(self) -> None:
         """Both left axes as wide as the wider needs (recomputed as their ticks change)."""
@@ -173,5 +202,10 @@ class LrPlotView(QWidget):
         return np.log10(np.maximum(y, 1e-300))
 
     def points(self, run_id: int) -> tuple[np.ndarray, np.ndarray]:
-        """The steps and rates drawn solid for a run (for tests and exports)."""
-        return self._raw.get(run_id, (np.zeros(0), np.zeros(0)))
+        """Every step a run has taken and its rate, as the solid curve shows them (for
+        tests and exports)."""
+        if run_id not in self._shown:
+            return np.zeros(0), np.zeros(0)
+        run, total = self._shown[run_id]
+        steps = np.asarray(run.history.steps, dtype=np.float64)
+        return steps, run_rates(run, steps, total) if len(steps) else np.zeros(0)

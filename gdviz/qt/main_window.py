@@ -48,6 +48,11 @@ from .timeline_view import TimelineBar
 from .trajectory_view import TrajectoryView
 from .update_view import UpdateView
 
+#: While a run plays, numbers (the runs' statuses and steps, the leaderboard, the step and
+#: loss under the plots) change at most this often: faster than that no one can read them,
+#: and every change costs the training thread (the GUI shares its GIL).
+READOUT_S = 0.2
+
 
 class _GraphWindow(QWidget):
     """The computation graph, popped out into a window of its own."""
@@ -177,6 +182,7 @@ class MainWindow(QMainWindow):
         self.documents = Documents(self, self.settings)
         self.exporting = Exporting(self)
         self.pacer = RedrawPacer(self.redraw, self)
+        self._readouts_at = -math.inf  # when the numbers (statuses, step, loss) were last shown
         self._make_status_bar()
         self._make_menus()
         self._make_shortcuts()
@@ -727,7 +733,8 @@ class MainWindow(QMainWindow):
     # --- drawing ------------------------------------------------------------------------
 
     def redraw(self) -> None:
-        """Bring every view up to date with the model (at most ~30 times a second)."""
+        """Bring every view up to date with the model (at most ~30 times a second; the
+        numbers, at most every READOUT_S while running)."""
         c = self.controller
         if c.runset is None:
             return
@@ -740,18 +747,22 @@ class MainWindow(QMainWindow):
         if self.graphArea.isVisible() and self.graphArea.height() > 40:
             self.graphArea.show_point(self.inspector.point())
         self.inspector.refresh()
+        if self.dataView.isVisible():
+            self.dataFit.refresh()
+        self._show_state(c.state)
+        now = time.monotonic()
+        if c.running and now - self._readouts_at < READOUT_S:
+            return
+        self._readouts_at = now
         self.runsPanel.show_progress(runs)
         if self.leaderboard.isVisible():
             self.leaderboard.refresh(c.runset)
-        if self.dataView.isVisible():
-            self.dataFit.refresh()
         self.stepLabel.setText(f"step {c.step:,}" + self._epochs_text(c.step))
         self.lossLabel.setText("loss " + (f"{c.last_loss:.6g}" if math.isfinite(c.last_loss) else "—"))
         rate = c.steps_per_s
         self.rateLabel.setText(f"{rate:,.0f} step{'' if round(rate) == 1 else 's'}/s"
                                if c.running or rate else "")
         self.deviceLabel.setText(c.device)
-        self._show_state(c.state)
 
     # --- sessions (see documents.py) ----------------------------------------------------
 

@@ -63,28 +63,93 @@ def finite_bounds(values: np.ndarray) -> tuple[float, float]:
 MAX_LEGEND = 10
 
 
-def decimate(x: np.ndarray, y: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray]:
-    """At most about ``limit`` points that draw like all of them: the points are cut into
-    bins and each bin keeps its lowest and highest y (peak decimation), in order, with the
-    first and last points always kept. Non-finite values stay where they are (gaps)."""
-    n = len(x)
-    if n <= limit:
-        return x, y
-    bins = max(1, limit // 2)
-    size = -(-n // bins)
-    pad = bins * size - n
-    idx = np.arange(n)
-    if pad:  # repeat the last point so every bin is full
-        idx = np.concatenate([idx, np.full(pad, n - 1)])
-    idx = idx.reshape(bins, size)
-    block = y[idx]
+def _bin_peaks(y: np.ndarray, start: int, size: int) -> np.ndarray:
+    """Indices (from ``start``) of the lowest and highest finite value of each full bin of
+    ``size`` points of ``y``, increasing and each once (a bin with none keeps its first
+    point: a gap)."""
+    block = y.reshape(-1, size)
     finite = np.isfinite(block)
     lo = np.where(finite, block, np.inf).argmin(axis=1)
     hi = np.where(finite, block, -np.inf).argmax(axis=1)
-    rows = np.arange(bins)
-    first, second = np.minimum(lo, hi), np.maximum(lo, hi)
-    keep = np.stack([idx[rows, first], idx[rows, second]], axis=1).reshape(-1)
-    keep = np.unique(np.concatenate([[0], keep, [n - 1]]))
+    base = start + size * np.arange(len(block))
+    keep = np.stack([base + np.minimum(lo, hi), base + np.maximum(lo, hi)], axis=1).reshape(-1)
+    return keep[np.concatenate([[True], keep[1:] != keep[:-1]])]
+
+
+class PeakDecimator:
+    """Peak decimation of a series that grows at its end (a run's loss), incrementally.
+
+    The points are cut into bins of ``size`` (a power of two, doubled when the series
+    outgrows ``limit``), and each bin keeps its lowest and highest value, in order, so the
+    curve draws like all its points; the first and the last point are always kept.
+    Full bins are reduced once and remembered: a frame costs what the new points cost,
+    not what the whole history costs. A series that changed before its end (a reset, a new
+    run) is seen and reduced anew. ``finite`` says whether every value was finite.
+    """
+
+    def __init__(self, limit: int):
+        self.limit = max(4, int(limit))
+        self.finite = True
+        self._restart(1)
+
+    def _restart(self, size: int) -> None:
+        self._size = size
+        self._done = 0                        # points covered by the remembered bins
+        self._keep = np.zeros(1, np.int64)    # their kept indices, from the first point
+        self._check: tuple[float, float] | None = None  # two remembered values (a change?)
+        self._bad = 0                         # non-finite values in the remembered bins
+
+    def indices(self, y: np.ndarray) -> np.ndarray:
+        """The indices of ``y`` to draw, increasing."""
+        n = len(y)
+        size = 1
+        if n > self.limit:  # bins of two points or more, at most limit / 2 of them
+            size = 2
+            while n > size * (self.limit // 2):
+                size *= 2
+        if size != self._size or not self._same_past(y):
+            self._restart(size)
+        full = (n // size) * size
+        if full > self._done:
+            chunk = y[self._done:full]
+            self._bad += len(chunk) - int(np.count_nonzero(np.isfinite(chunk)))
+            new = _bin_peaks(chunk, self._done, size) if size > 1 else \
+                np.arange(self._done, full)
+            self._keep = np.concatenate([self._keep, new[new > self._keep[-1]]])
+            self._done = full
+            self._check = (float(y[0]), float(y[full - 1]))
+        part = y[full:]
+        finite = np.isfinite(part)
+        self.finite = self._bad == 0 and bool(finite.all())
+        if not n:
+            return np.zeros(0, np.int64)
+        if len(part) > 2:  # the last bin, not full yet, keeps its peaks too
+            if finite.any():
+                lo = int(np.where(finite, part, np.inf).argmin())
+                hi = int(np.where(finite, part, -np.inf).argmax())
+                tail = [full + min(lo, hi), full + max(lo, hi)]
+            else:
+                tail = [full]
+        else:
+            tail = list(range(full, n))
+        tail = [i for i in dict.fromkeys(tail + [n - 1]) if i > self._keep[-1]]
+        return np.concatenate([self._keep, np.array(tail, np.int64)]) if tail else self._keep
+
+    def _same_past(self, y: np.ndarray) -> bool:
+        """Whether ``y`` still starts as the series reduced so far (its first point and the
+        last one reduced are the same)."""
+        if self._check is None:
+            return True
+        if len(y) < self._done:
+            return False
+        return all(a == b or (math.isnan(a) and math.isnan(b))
+                   for a, b in zip(self._check, (float(y[0]), float(y[self._done - 1]))))
+
+
+def decimate(x: np.ndarray, y: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray]:
+    """At most about ``limit`` points of (x, y) that draw like all of them (see
+    :class:`PeakDecimator`; this is its one-off form)."""
+    keep = PeakDecimator(limit).indices(y)
     return x[keep], y[keep]
 
 
@@ -139,6 +204,58 @@ class Marker(QGraphicsPathItem):
         else:
             self.setPos(*point)
             self.show()
+
+
+class FastCurve(QGraphicsPathItem):
+    """A line through (x, y), painted by Qt in C++.
+
+    pyqtgraph's curve items paint in Python, so every frame of a race (a curve per run in
+    three plots) held the GIL that the training thread needs. This item only builds its
+    path in Python (``setData``, a few tens of microseconds) and paints without it. Its pen
+    is cosmetic (pixels, whatever the zoom). ``sample`` stands for it in a legend.
+    """
+
+    def __init__(self, pen=None):
+        super().__init__()
+        self.xData: np.ndarray | None = None
+        self.yData: np.ndarray | None = None
+        self.sample = pg.PlotDataItem()
+        self._shadow: QGraphicsPathItem | None = None
+        self.setPen(pen if pen is not None else "#1f77b4")
+
+    def setPen(self, pen) -> None:  # noqa: N802 (Qt's name)
+        pen = QPen(pg.mkPen(pen))
+        pen.setCosmetic(True)
+        super().setPen(pen)
+        self.sample.setPen(pen)
+
+    def setShadowPen(self, pen) -> None:  # noqa: N802
+        """A wider line under this one (an outline), or none for ``None``."""
+        if pen is None:
+            if self._shadow is not None:
+                self._shadow.hide()
+            return
+        if self._shadow is None:
+            self._shadow = QGraphicsPathItem(self)
+            self._shadow.setFlag(QGraphicsItem.GraphicsItemFlag.ItemStacksBehindParent)
+            self._shadow.setPath(self.path())
+        pen = QPen(pg.mkPen(pen))
+        pen.setCosmetic(True)
+        self._shadow.setPen(pen)
+        self._shadow.show()
+
+    def setData(self, x, y, connect: str = "finite") -> None:  # noqa: N802
+        """Draw the points (x[i], y[i]) joined in order; a non-finite point breaks the line."""
+        self.xData = np.asarray(x, dtype=np.float64)
+        self.yData = np.asarray(y, dtype=np.float64)
+        path = pg.arrayToQPath(self.xData, self.yData, connect=connect) if len(self.xData) \
+            else QPainterPath()
+        self.setPath(path)
+        if self._shadow is not None:
+            self._shadow.setPath(path)
+
+    def getData(self) -> tuple[np.ndarray | None, np.ndarray | None]:  # noqa: N802
+        return self.xData, self.yData
 
 
 class GuiClock:

@@ -22,6 +22,7 @@ The view never computes the landscape (or the basins) itself: it asks
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 import pyqtgraph as pg
@@ -35,8 +36,8 @@ from ..core.history import ColumnLayout
 from ..core.model import Run
 from .basin_layer import BasinLayer
 from .state_arrows import StateArrows
-from .plot_style import (Marker, TimedPlotWidget, cache_axes, finite_bounds, legend_entries,
-                         legend_label, sticky_range)
+from .plot_style import (FastCurve, Marker, TimedPlotWidget, cache_axes, finite_bounds,
+                         legend_entries, legend_label, sticky_range)
 
 GRID_2D = 120
 BASIN_GRID = 200
@@ -44,28 +45,52 @@ ARROW_PX = 70
 GRID_1D = 400
 MAX_PATH_POINTS = 5000
 MAX_LINES = 12
+#: where the landscape's legend may go: (x, y) of the corner, 0 left or top, 1 right or bottom
+LEGEND_CORNERS = ((0, 0), (1, 0), (0, 1), (1, 1))
+LEGEND_MARGIN = 10   # pixels between the legend and the plot's edge
+LEGEND_PLACE_S = 0.5
+LEGEND_DRAG = pg.LegendItem.mouseDragEvent
+#: what the markers mean, for a slide read without the app (the glyphs drawn in their colours)
+MARKER_KEY = ("<span style='color:#00c853'>&#9679;</span> start&nbsp;&nbsp; "
+              "<span style='color:#777'>&#9679;</span> now (run's colour)&nbsp;&nbsp; "
+              "&#9734; lowest shown")
 #: runs named at most in the landscape's legend, which lies over the paths (a sweep: its
 #: first, its last and a few between)
 LANDSCAPE_LEGEND = 8
 
 
 def thin(x: np.ndarray, limit: int) -> np.ndarray:
-    """At most ``limit`` evenly spaced indices, always keeping the first and last point."""
+    """Every s-th index of ``x`` and its last, s the smallest power of two that keeps about
+    ``limit`` at most: as a path grows, the points kept stay the same (until s doubles), so
+    a thinned path does not shimmer from frame to frame, and a frame looks at the kept
+    points only."""
     n = len(x)
-    if n <= limit:
-        return np.arange(n)
-    return np.linspace(0, n - 1, limit).astype(np.int64)
+    stride = 1
+    while n > stride * limit:
+        stride *= 2
+    keep = np.arange(0, n, stride)
+    if n and keep[-1] != n - 1:
+        keep = np.append(keep, n - 1)
+    return keep
 
 
 class _RunDrawing:
-    """One run's path and current-point marker."""
+    """One run's path (painted in C++: a race repaints every path each frame), a dot at each
+    step while the path is short and the runs few, and the current-point marker."""
 
     def __init__(self, color: str):
-        self.path = pg.PlotDataItem(pen=pg.mkPen(color, width=1), symbol="o", symbolSize=4,
-                                    symbolBrush=color, symbolPen=None)
+        self.path = FastCurve(pg.mkPen(color, width=1))
+        self.dots = pg.ScatterPlotItem(symbol="o", size=4, brush=color, pen=None)
+        self.dots.setParentItem(self.path)  # shown, hidden and stacked with its path
+        self.dots.hide()
         self.marker = Marker(color, 12, outline="white")
-        self.symbols: bool | None = None
         self.color = color
+
+    def set_color(self, color: str, width: int) -> None:
+        self.color = color
+        self.path.setPen(pg.mkPen(color, width=width))
+        self.dots.setBrush(pg.mkBrush(color))
+        self.marker.setBrush(pg.mkBrush(color))
 
 
 class _CurvatureArrows:
@@ -220,10 +245,16 @@ class TrajectoryView(QWidget):
         layout.addWidget(self.plot, 1)
         # One legend for the plot's life (pyqtgraph keeps returning the first one it made):
         # the runs in the landscape modes, the elements in the parameters plot.
-        self.legend = self.item.addLegend(offset=(10, 10), labelTextSize="9pt",
+        self.legend = self.item.addLegend(offset=(10, 10), labelTextSize="9pt", verSpacing=-5,
                                           labelTextColor="#222", brush=pg.mkBrush(255, 255, 255, 210),
                                           pen=pg.mkPen("#bbb"))
         self.legend.hide()
+        self.legend.mouseDragEvent = self._on_legend_dragged
+        self._legend_corner = (0, 0)
+        self._legend_placed_at = -math.inf
+        self._legend_dragged = False
+        self._legend_later = QTimer(self, singleShot=True, interval=int(LEGEND_PLACE_S * 1000))
+        self._legend_later.timeout.connect(lambda: self._place_legend(force=True))
         self.colormap = pg.colormap.get("viridis")
         self.image = pg.ImageItem()
         self.image.setColorMap(self.colormap)
@@ -291,6 +322,7 @@ class TrajectoryView(QWidget):
                   landscape: dict[str, list[float]] | None) -> None:
         """A new problem: choose the mode and range, and ask for the landscape."""
         self.layout_ = layout
+        self._legend_dragged = False  # a new problem: the legend finds its place again
         # names for the elements that are drawn only: a parameter may have millions
         self.elements = layout.trainable_axes(limit=MAX_LINES)
         self.base = np.asarray(start, dtype=np.float64).copy()
@@ -421,10 +453,7 @@ class TrajectoryView(QWidget):
                 self.item.addItem(drawing.path)
                 drawing.marker.point = None
                 self.item.addItem(drawing.marker, ignoreBounds=True)
-            drawing.color = color
-            drawing.path.setPen(pg.mkPen(color, width=2 if run.id == selected else 1))
-            drawing.path.setSymbolBrush(color)
-            drawing.marker.setBrush(pg.mkBrush(color))
+            drawing.set_color(color, 2 if run.id == selected else 1)
             drawing.path.setVisible(run.settings.visible)
             drawing.marker.setVisible(run.settings.visible and drawing.marker.point is not None)
             drawing.path.setZValue(2 if run.id == selected else 1)
@@ -432,19 +461,65 @@ class TrajectoryView(QWidget):
             # fewer names than the loss plot's: this legend sits over the paths themselves
             named = legend_entries(shown, LANDSCAPE_LEGEND)
             for run in named:
-                self.legend.addItem(self.drawings[run.id].path, legend_label(run.label))
+                self.legend.addItem(self.drawings[run.id].path.sample, legend_label(run.label))
             if len(shown) > len(named):
                 self.legend.addItem(pg.PlotDataItem(pen=None), f"… {len(shown)} runs")
-        if self.mode == "2d":
-            # what the markers mean, for a slide read without the app
-            self.legend.addItem(pg.ScatterPlotItem(symbol="o", size=10, brush="#00c853",
-                                                   pen="k"), "start")
-            self.legend.addItem(pg.ScatterPlotItem(symbol="o", size=9, brush="#888888",
-                                                   pen="w"), "now (in the run's colour)")
-            self.legend.addItem(pg.ScatterPlotItem(symbol="star", size=11, brush="w", pen="k"),
-                                "lowest point shown")
-        self.legend.setVisible(len(shown) > 1 or self.mode == "2d")
+        # what the markers mean, as the plot's title: a line above the map, not over it
+        self.item.setTitle(MARKER_KEY if self.mode == "2d" else None, size="9pt", color="#222")
+        self.legend.setVisible(len(shown) > 1)
         self._halo_paths()
+        self._place_legend(force=True)
+
+    def _place_legend(self, force: bool = False) -> None:
+        """Put the legend in the corner of the plot that hides the fewest of the points
+        drawn (the paths, the start, the markers), as matplotlib's ``loc="best"`` does; the
+        basins' legend keeps the lower right. Looked at again at most every
+        LEGEND_PLACE_S while the paths grow, and never once the user has dragged it."""
+        now = time.monotonic()
+        if self.mode not in ("1d", "2d") or not self.legend.isVisible() or self._legend_dragged:
+            return
+        if not force and now - self._legend_placed_at < LEGEND_PLACE_S:
+            if not self._legend_later.isActive():  # the last frame's paths count too
+                self._legend_later.start()
+            return
+        self._legend_placed_at = now
+        vb = self.item.getViewBox()
+        pw, ph = vb.viewPixelSize()
+        if not (pw > 0 and ph > 0):
+            return
+        box = self.legend.boundingRect()
+        w, h = (box.width() + LEGEND_MARGIN) * pw, (box.height() + LEGEND_MARGIN) * ph
+        (x0, x1), (y0, y1) = vb.viewRange()
+        paths = [np.column_stack(d.path.getData()) for d in self.drawings.values()
+                 if d.path.isVisible() and d.path.xData is not None and len(d.path.xData)]
+        paths = np.vstack(paths) if paths else np.zeros((0, 2))
+        marks = np.array([m.point for m in self._markers() if m.point is not None]).reshape(-1, 2)
+
+        def hidden(corner: tuple[int, int], points: np.ndarray) -> int:
+            left = x0 if corner[0] == 0 else x1 - w
+            low = y1 - h if corner[1] == 0 else y0
+            inside = (points[:, 0] >= left) & (points[:, 0] <= left + w) & \
+                (points[:, 1] >= low) & (points[:, 1] <= low + h)
+            return int(np.count_nonzero(inside))
+
+        corners = [c for c in LEGEND_CORNERS if not (self.basins_shown and c == (1, 1))]
+        # The markers (where each run is now, the start, the lowest point) first, then the
+        # paths; ties keep the legend where it is (no jumping about), then the first corner.
+        best = min(corners, key=lambda c: (hidden(c, marks), hidden(c, paths),
+                                           c != self._legend_corner))
+        if best != self._legend_corner:
+            self._legend_corner = best
+            offset = (LEGEND_MARGIN if best[0] == 0 else -LEGEND_MARGIN,
+                      LEGEND_MARGIN if best[1] == 0 else -LEGEND_MARGIN)
+            self.legend.anchor(itemPos=best, parentPos=best, offset=offset)
+
+    def _markers(self) -> list[Marker]:
+        return [self.start_marker, self.min_marker] + [d.marker for d in self.drawings.values()
+                                                       if d.marker.isVisible()]
+
+    def _on_legend_dragged(self, event) -> None:
+        self._legend_dragged = True  # the user's place for it stays
+        LEGEND_DRAG(self.legend, event)
 
     def _halo_paths(self) -> None:
         """Over the basin map the paths get a dark outline and a width of two: a path in a
@@ -732,19 +807,19 @@ class TrajectoryView(QWidget):
             rows = history.params if len(history) else np.zeros((0, len(run.values)))
             start = rows[0] if len(rows) else run.values
             starts.add(tuple(start[idx]))
+            # the kept steps, then the point now (its values after the last step recorded)
+            keep = thin(rows, budget)
             if self.mode == "2d":
-                pts = np.vstack([rows[:, idx], run.values[idx][None, :]])
-                keep = thin(pts, budget)
-                self._set_path(drawing, pts[keep, 0], pts[keep, 1], 5)
+                pts = np.vstack([rows[keep][:, idx], run.values[idx][None, :]])
+                self._set_path(drawing, pts[:, 0], pts[:, 1], 5)
                 drawing.marker.move_to(run.values[idx[0]], run.values[idx[1]])
                 everything.append(pts)
             else:
-                xs = np.append(rows[:, idx[0]], run.values[idx[0]])
-                losses = np.append(history.loss, run.loss)
+                xs = np.append(rows[keep, idx[0]], run.values[idx[0]])
+                losses = np.append(history.loss[keep], run.loss)
                 known = np.isfinite(losses)  # an unknown loss (not evaluated yet) is not drawn
                 xs, losses = xs[known], losses[known]
-                keep = thin(xs, budget)
-                self._set_path(drawing, xs[keep], losses[keep], 6)
+                self._set_path(drawing, xs, losses, 6)
                 drawing.marker.move_to(run.values[idx[0]], run.loss)
                 everything.append(xs[:, None] if len(xs) else run.values[idx][None, :])
         if len(starts) == 1:
@@ -763,6 +838,7 @@ class TrajectoryView(QWidget):
         if self.mode == "2d":
             self._draw_arrows()
         self._apply_cursor()
+        self._place_legend()
 
     # --- the timeline's step --------------------------------------------------------------
 
@@ -827,10 +903,11 @@ class TrajectoryView(QWidget):
     def _set_path(self, drawing: _RunDrawing, x: np.ndarray, y: np.ndarray, size: int) -> None:
         # Dots show each step in slow motion; on long paths they would cost more than the line.
         few = len(x) <= 300 and self._dots
-        if drawing.symbols != few:
-            drawing.symbols = few
-            drawing.path.setSymbol("o" if few else None)
-            drawing.path.setSymbolSize(size)
+        if few:
+            finite = np.isfinite(x) & np.isfinite(y)
+            drawing.dots.setData(x[finite], y[finite], size=size)
+        if drawing.dots.isVisible() != few:
+            drawing.dots.setVisible(few)
         drawing.path.setData(x, y, connect="finite")
 
     def _grow_range(self, pts: np.ndarray) -> None:
@@ -879,6 +956,7 @@ class TrajectoryView(QWidget):
             if self.mode == "2d":
                 self._draw_arrows()  # they keep their length in pixels
             self._draw_state()
+            self._place_legend()
 
     def _on_view_range_changed_manually(self, *_args) -> None:
         if self._updating_range:

@@ -1,0 +1,94 @@
+"""The drawing helpers the live plots rest on: incremental peak decimation, the C++-painted
+curve, and the stable thinning of paths."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gdviz.qt.plot_style import FastCurve, PeakDecimator, decimate
+from gdviz.qt.trajectory_view import thin
+
+values = st.one_of(st.floats(-1e6, 1e6), st.sampled_from([np.nan, np.inf, -np.inf]))
+
+
+def check_drawn_like_all(y: np.ndarray, keep: np.ndarray) -> None:
+    assert keep[0] == 0 and keep[-1] == len(y) - 1
+    assert np.all(np.diff(keep) > 0)
+    finite, kept = y[np.isfinite(y)], y[keep][np.isfinite(y[keep])]
+    if len(finite):
+        assert kept.min() == finite.min() and kept.max() == finite.max()
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(values, min_size=1, max_size=600), st.lists(st.integers(1, 200), max_size=12),
+       st.integers(4, 64))
+def test_growing_series_decimate_as_if_drawn_at_once(data, growth, limit):
+    y = np.array(data)
+    decimator = PeakDecimator(limit)
+    n = 0
+    for g in growth + [len(y)]:
+        n = min(len(y), n + g)
+        keep = decimator.indices(y[:n])
+        assert np.array_equal(keep, PeakDecimator(limit).indices(y[:n]))
+        assert decimator.finite == bool(np.isfinite(y[:n]).all())
+        check_drawn_like_all(y[:n], keep)
+        assert len(keep) <= limit + 4
+
+
+def test_a_series_changed_before_its_end_is_reduced_anew():
+    decimator = PeakDecimator(8)
+    first = np.linspace(1.0, 0.0, 100)
+    decimator.indices(first)
+    second = first.copy()
+    second[30] = 50.0  # a different run's history, past the point last drawn
+    second[0] = 2.0
+    keep = decimator.indices(second)
+    assert second[keep].max() == 50.0
+    shorter = decimator.indices(first[:10])  # a reset
+    assert np.array_equal(shorter, PeakDecimator(8).indices(first[:10]))
+
+
+def test_decimation_of_a_long_series_keeps_its_peaks():
+    x = np.arange(100_000.0)
+    y = np.sin(x / 500) + (x == 31_337) * 7.0 - (x == 77_777) * 9.0
+    dx, dy = decimate(x, y, 2000)
+    assert len(dx) <= 2100 and dx[0] == 0 and dx[-1] == 99_999 and np.all(np.diff(dx) > 0)
+    assert dy.max() == y.max() and dy.min() == y.min()
+
+
+def test_thinning_keeps_the_same_points_as_a_path_grows():
+    before, after = thin(np.zeros(3000), 500), thin(np.zeros(3050), 500)
+    assert before[-1] == 2999 and after[-1] == 3049 and len(after) <= 502
+    assert set(before[:-1]) <= set(after)  # only the end moved: no shimmer
+    assert np.array_equal(thin(np.zeros(7), 500), np.arange(7))
+
+
+def test_fast_curve_draws_its_points_and_breaks_at_gaps(qtbot):
+    curve = FastCurve("#d62728")
+    assert curve.pen().isCosmetic() and curve.sample.opts["pen"].color().name() == "#d62728"
+    curve.setData([0, 1, 2, 3, 4], [1.0, 2.0, np.nan, 4.0, 5.0])
+    x, y = curve.getData()
+    assert list(x) == [0, 1, 2, 3, 4] and np.isnan(y[2])
+    path = curve.path()
+    # two pieces, each begun by a move (the NaN is a gap), and no point at the NaN
+    elements = [path.elementAt(i) for i in range(path.elementCount())]
+    assert [e.isMoveTo() for e in elements].count(True) == 2
+    assert all(np.isfinite([e.x, e.y]).all() for e in elements)
+    assert {(e.x, e.y) for e in elements} == {(0, 1), (1, 2), (3, 4), (4, 5)}
+    assert curve.boundingRect().contains(4.0, 5.0)
+    curve.setShadowPen("#202020")
+    shadow = curve.childItems()[0]
+    assert shadow.path() == path and shadow.isVisible()
+    curve.setData([], [])
+    assert curve.path().isEmpty() and shadow.path().isEmpty()
+    curve.setShadowPen(None)
+    assert not shadow.isVisible()
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 3])
+def test_tiny_series(n):
+    keep = PeakDecimator(4).indices(np.arange(float(n)))
+    assert list(keep) == list(range(n))
