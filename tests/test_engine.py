@@ -323,3 +323,53 @@ def test_a_converged_run_that_goes_on_records_each_step_once():
     train(runset, engine)
     steps = run.history.steps
     assert run.step == 50 and np.array_equal(steps, np.arange(50))
+
+
+@pytest.mark.parametrize("budget", [0.0, 5.0])
+def test_records_kept_in_tensors_allocated_once_equal_the_list_of_steps(monkeypatch, budget):
+    # Large steps keep a batch's records in preallocated tensors (engine._StepLog), which
+    # grow past their first 257 rows here; divergence, tolerance and their rollbacks read
+    # them. Every number must be the one the list of per-step tensors gives.
+    import gdviz.core.engine as engine_module
+
+    settings = [RunSettings(o, h) for o, h in RACE] + [RunSettings("sgd", {"lr": 0.3})]
+
+    def race(big_step):
+        monkeypatch.setattr(engine_module, "BIG_STEP", big_step)
+        runset, engine = make(rosenbrock(), *settings, steps=600, tol=1e-4)
+        train(runset, engine, max_batch_s=budget)
+        return runset
+
+    copied, listed = race(1), race(10**12)
+    assert {r.status for r in copied.runs} >= {Status.DIVERGED, Status.FINISHED}
+    for a, b in zip(copied.runs, listed.runs):
+        assert a.status == b.status and a.step == b.step and a.message == b.message
+        assert np.array_equal(a.values, b.values)
+        assert np.array_equal(a.history.params, b.history.params)
+        assert np.array_equal(a.history.loss, b.history.loss)
+        for key, per in b.optimizer_state.tensors.items():
+            for name, value in per.items():
+                assert np.array_equal(a.optimizer_state.tensors[key][name], value)
+
+
+def test_large_data_is_checked_on_every_row_forward_and_first_rows_backward():
+    from gdviz.core.data import Dataset
+    from gdviz.core.problem import CHECK_ROWS
+
+    rows = CHECK_ROWS + 1000
+    x = np.linspace(-1, 1, rows)
+    data = Dataset({"x": x, "t": 3 * x + 1}, "line")
+    problem = Problem("w*x + b", "mse(y, t)", {"w": ParamSpec("0"), "b": ParamSpec("0")},
+                      data=data)
+    assert problem.forward({"w": torch.tensor(3.0), "b": torch.tensor(1.0)})[1] < 1e-12
+    with pytest.raises(GdvizError) as error:  # a shape only the full data shows
+        Problem("w*x + b", "mse(y, t)", {"w": ParamSpec(f"zeros({CHECK_ROWS})"),
+                                         "b": ParamSpec("0")}, data=data)
+    small = Dataset({"x": x[:100], "t": x[:100]}, "line")
+    with pytest.raises(GdvizError) as small_error:
+        Problem("w*x + b", "mse(y, t)", {"w": ParamSpec("zeros(7)"), "b": ParamSpec("0")},
+                data=small)
+    assert str(error.value).split(":")[0] == str(small_error.value).split(":")[0]
+    runset, engine = make(problem, RunSettings("sgd", {"lr": 0.5}), steps=300)
+    train(runset, engine)
+    assert runset.runs[0].values == pytest.approx([3.0, 1.0], abs=1e-3)

@@ -63,6 +63,8 @@ class Engine:
         # data: the full columns on the device once; mini-batches are index_select'ed from
         # them by indices that depend only on the seed and the step (see batches.py)
         self._data = problem.data_on(self.device)
+        # rows a step computes over (a mini-batch's, or the data's)
+        self._step_rows = (problem.batch_size or problem.data_rows) if self._data else 0
         self._sampler: BatchSampler | None = None
         if problem.batch_size is not None:
             self._sampler = BatchSampler(problem.data_rows, problem.batch_size, problem.seed,
@@ -373,7 +375,7 @@ class Engine:
         packed.loss, packed.grad = self._evaluate(packed.flat, packed.frozen, packed.seed,
                                                   packed.base, packed.shared)
         self._epoch_loss(packed, packed.flat, packed.base, packed.epochs)
-        rec = self._rows(packed, [packed.loss], [packed.flat], [packed.grad])
+        rec = self._rows(packed, packed.loss[None], packed.flat[None], packed.grad[None])
         self._settle(packed, batch, rec, n=0, snapshot=None)
         batch.runs = batch.ended  # the others have nothing to report yet
         return batch
@@ -382,7 +384,8 @@ class Engine:
         started = time.perf_counter()
         snapshot = (packed.flat, [g.snapshot() for g, _, _ in packed.groups])
         flat, grad, frozen, seed = packed.flat, packed.grad, packed.frozen, packed.seed
-        losses, flats, grads = [packed.loss], [flat], [grad]
+        big = max(self._step_rows, self.layout.n_grads) * len(packed.ids) >= BIG_STEP
+        log = _StepLog(packed.loss, flat, grad, copy=big, capacity=min(limit, 256) + 1)
         epochs, packed.epochs = packed.epochs, []
         base, shared, sampler = packed.base, packed.shared, self._sampler
         count = 0
@@ -392,15 +395,14 @@ class Engine:
             loss, grad = self._evaluate(flat, frozen, seed, steps, shared)
             if sampler is not None:
                 self._epoch_loss(packed, flat, steps, epochs)
-            losses.append(loss)
-            flats.append(flat)
-            grads.append(grad)
+            log.add(loss, flat, grad)
             count += 1
             if time.perf_counter() >= deadline:
                 break
-        packed.flat, packed.loss, packed.grad = flat, losses[-1], grad
+        packed.flat, packed.loss, packed.grad = flat, loss if count else packed.loss, grad
         self.executed += count
         batch = EngineBatch(steps_done=count)
+        losses, flats, grads = log.stacked()
         rec = self._rows(packed, losses, flats, grads)
         rec.epochs = epochs
         self._settle(packed, batch, rec, n=count, snapshot=snapshot, rec_grads=grads)
@@ -408,21 +410,22 @@ class Engine:
         batch.elapsed_s = self.elapsed_s
         return batch
 
-    def _rows(self, packed, losses, flats, grads) -> "_Records":
-        """The batch's records as numpy: the loss of every step and run, whether each
-        point was finite, and (when the problem is small enough to record them, see
-        history.RECORD_LIMIT) every parameter and gradient element."""
-        loss = torch.stack(losses).to(torch.float64).cpu().numpy()
+    def _rows(self, packed, losses: torch.Tensor, flats: torch.Tensor,
+              grads: torch.Tensor) -> "_Records":
+        """The batch's records (stacked by step: (steps, runs) and (steps, runs, elements))
+        as numpy: the loss of every step and run, whether each point was finite, and (when
+        the problem is small enough to record them, see history.RECORD_LIMIT) every
+        parameter and gradient element."""
+        loss = losses.to(torch.float64).cpu().numpy()
         if not self.layout.records_elements:
-            finite = torch.stack([torch.isfinite(f).all(dim=1) & torch.isfinite(g).all(dim=1)
-                                  for f, g in zip(flats, grads)]).cpu().numpy()
+            finite = (torch.isfinite(flats).all(dim=2) & torch.isfinite(grads).all(dim=2)).cpu().numpy()
             return _Records(loss, finite & np.isfinite(loss), None, None, self, packed, flats, grads)
         k, a = len(losses), len(packed.ids)
         params = np.empty((k, a, self.layout.n_params))
-        params[:, :, self._trainable_cols] = torch.stack(flats).to(torch.float64).cpu().numpy()
+        params[:, :, self._trainable_cols] = flats.to(torch.float64).cpu().numpy()
         if len(self._frozen_cols):
             params[:, :, self._frozen_cols] = packed.frozen.to(torch.float64).cpu().numpy()[None]
-        grad = torch.stack(grads).to(torch.float64).cpu().numpy()
+        grad = grads.to(torch.float64).cpu().numpy()
         finite = np.isfinite(loss) & np.isfinite(params).all(axis=2) & np.isfinite(grad).all(axis=2)
         return _Records(loss, finite, params, grad, self, packed, flats, grads)
 
@@ -597,6 +600,53 @@ class _Packed:
 
     def group_of(self, run_id: int) -> tuple[UpdateGroup, int]:
         return self.group_at(self.ids.index(run_id))
+
+
+class _StepLog:
+    """A batch's loss, parameters and gradient at every step, kept as the steps go.
+
+    Kept in tensors allocated once (``copy``) when a step's temporaries are large: a list
+    of each step's small tensors, kept until the batch ends, is carved by malloc out of
+    the big blocks the step has just freed (the forward and backward passes over a large
+    data set), so the next step's big blocks no longer fit there and the heap grows by a
+    block or two a step (+4 GB over a 5-second batch on 1e6 rows; +0.1 GB this way). On
+    small problems there are no big blocks to spoil, and a list costs nothing per step
+    where a copy costs a few microseconds (5% of a scalar problem's step).
+    """
+
+    def __init__(self, loss: torch.Tensor, flat: torch.Tensor, grad: torch.Tensor,
+                 copy: bool, capacity: int):
+        self._copy = copy
+        self._n = 0
+        if copy:
+            capacity = max(int(capacity), 1)
+            self._buffers = [torch.empty((capacity,) + t.shape, dtype=t.dtype, device=t.device)
+                             for t in (loss, flat, grad)]
+        else:
+            self._steps: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        self.add(loss, flat, grad)
+
+    def add(self, loss: torch.Tensor, flat: torch.Tensor, grad: torch.Tensor) -> None:
+        if not self._copy:
+            self._steps.append((loss, flat, grad))
+            return
+        if self._n == len(self._buffers[0]):  # rare: the capacity doubles
+            self._buffers = [torch.cat([b, torch.empty_like(b)]) for b in self._buffers]
+        for buffer, value in zip(self._buffers, (loss, flat, grad)):
+            buffer[self._n] = value
+        self._n += 1
+
+    def stacked(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Losses (steps, runs), parameters and gradients (steps, runs, elements)."""
+        if self._copy:
+            return tuple(b[:self._n] for b in self._buffers)
+        return tuple(torch.stack(part) for part in zip(*self._steps))
+
+
+#: elements of a step's tensors (data rows or parameter elements, times runs) from which a
+#: batch's records are copied into tensors allocated once (see _StepLog): 128 KB of
+#: float32, glibc's first threshold for a block of its own
+BIG_STEP = 32_768
 
 
 class _Records:

@@ -16,6 +16,9 @@ from .params import DEFAULT_LOSS, ParamSpec
 from .data import Dataset
 from .records import ProblemInfo
 
+#: data rows above which a new problem's gradients are checked on the first rows only
+CHECK_ROWS = 4096
+
 
 
 @dataclass
@@ -79,10 +82,21 @@ class Problem:
                                               field=f"the initial value of {n}")
                         for n in self.names}
         # What is accepted must train: one forward and backward of each expression, which
-        # points at the column of an operation that has no gradient there.
+        # points at the column of an operation that has no gradient there. Large data is
+        # checked forward on every row (without a graph), backward on its first CHECK_ROWS:
+        # element-wise over rows, those differentiate as all of them do, and the check's
+        # memory stays that of a few rows.
         env = {**self.initial, **self.data_columns}
+        every_row = None
+        if rows > CHECK_ROWS:
+            with torch.no_grad():
+                y = self.function.check(env)
+                every_row = (y, self.loss.check({**env, "y": y}))
+            env = {**self.initial, **self._first_rows(CHECK_ROWS)}
         y = self.function.check(env, backward=self.trainable or False)
         raw = self.loss.check({**env, "y": y}, backward=[*self.trainable, "y"])
+        if every_row is not None:
+            y, raw = every_row  # the shapes are those of every row
         #: True when the loss expression is not a single number and is summed (as
         #: ``backward(torch.ones_like(y))`` does in the seed notebook)
         self.loss_summed = raw.dim() > 0
@@ -189,12 +203,20 @@ class Problem:
         out[~np.isfinite(out)] = np.nan
         return out
 
+    def _first_rows(self, rows: int) -> dict[str, torch.Tensor]:
+        return {n: t[:rows] for n, t in self.data_columns.items()}
+
     def _check_backward(self) -> None:
-        """What is accepted must train: one forward and backward at the initial values."""
+        """What is accepted must train: one forward and backward at the initial values (of
+        the training loop's own plan; on the first CHECK_ROWS rows of large data)."""
         env = {n: t.unsqueeze(0).clone().requires_grad_(n not in self.frozen)
                for n, t in self.initial.items()}
         try:
-            loss = self.batched_loss()(env)
+            fn = self.batched_loss()  # built for every row, whatever is run below
+            if self.data_rows > CHECK_ROWS:
+                fn = self.batched_loss(CHECK_ROWS)
+                env.update(self._first_rows(CHECK_ROWS))
+            loss = fn(env)
             if loss.requires_grad:
                 loss.sum().backward()
         except (RuntimeError, ValueError, TypeError) as exc:
