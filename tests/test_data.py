@@ -262,6 +262,10 @@ def test_data_mistakes_in_problems():
         Problem("w*x", "y", {"x": ParamSpec("1.0")}, data=data)
     problem = Problem("w*x", "mse(y, t)", data=parse_csv("x,t,z\n1,2,0\n2,4,0\n"))
     assert "the data column z is not used by the function or the loss" in problem.notes
+    # a column spelt otherwise in the function: x is trained, and the notes say so
+    problem = Problem("w*x + b", "mse(y, t)", data=parse_csv("u,t\n1,2\n2,4\n"))
+    assert "the data column u is not used by the function or the loss" in problem.notes
+    assert "w, x and b are trained as parameters, not read from the data" in problem.notes[-1]
     with pytest.raises(Exception, match="unknown name 't'"):
         Problem("w*x", "mse(y, t)")   # the data was never given
 

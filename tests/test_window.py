@@ -292,10 +292,21 @@ def test_a_reset_and_a_typed_change_can_be_undone(qtbot, window):
     assert window.problemPanel.functionEdit.text() == "X + 1"
     assert window.controller.step == 50 and np.array_equal(window.controller.current, at_50)
     assert len(window.controller.history) == 50
+    window.redoAction.trigger()  # Edit > Redo (Ctrl+Shift+Z): the typed change again
+    assert window.problemPanel.functionEdit.text() == "X + 2" and window.controller.step == 0
+    window.undoAction.trigger()
+    assert window.problemPanel.functionEdit.text() == "X + 1" and window.controller.step == 50
     qtbot.mouseClick(window.controls.resetButton, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: window.controller.step == 0)
     window.undoAction.trigger()
     assert window.controller.step == 50 and len(window.controller.history) == 50
+    window.controls.stepButton.click()  # a new change: nothing left to redo
+    qtbot.waitUntil(lambda: window.controller.step == 100 and window.controller.state == "paused")
+    qtbot.mouseClick(window.controls.resetButton, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: window.controller.step == 0)
+    assert not window.controller.can_redo
+    window.redoAction.trigger()
+    assert window.controller.step == 0 and "Nothing to redo" in window.messageLabel.text()
 
 
 def test_help_menu_explains_the_language_the_keys_and_the_versions(qtbot, window):

@@ -63,8 +63,16 @@ class Problem:
                              for n in columns if n in used}
         #: what the user should know about the data (renamed or unused columns)
         self.notes: list[str] = list(self.data.notes) if self.data is not None else []
+        unused = [n for n in columns if n not in used]
         self.notes += [f"the data column {n} is not used by the function or the loss"
-                       for n in columns if n not in used]
+                       for n in unused]
+        if unused:  # a column the function meant to use but spelt otherwise is trained
+            names = self.names
+            self.notes.append(
+                f"{names[0]} is trained as a parameter, not read from the data: if it should "
+                "be a column, use the column's name" if len(names) == 1 else
+                f"{', '.join(names[:-1])} and {names[-1]} are trained as parameters, not read "
+                "from the data: if one should be a column, use the column's name")
         rows = self.data.rows if self.data is not None else 0
         if self.batch_size is not None:
             if self.data is None:

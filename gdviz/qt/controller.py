@@ -98,6 +98,7 @@ class TrainingController(QObject):
         self.loading = False
         self._queued: int | None = None  # Play (-1) or Step (n) pressed while loading
         self._undo: list[Session] = []
+        self._redo: list[Session] = []  # what an undo replaced, until the next change
         self._callbacks: dict[int, tuple] = {}
         self._state = "idle"
 
@@ -272,23 +273,50 @@ class TrainingController(QObject):
         if session is not None:
             self._undo.append(session)
             del self._undo[:-self.UNDO_DEPTH]
+            self._redo.clear()  # a new change: what was undone stays undone
 
     @property
     def can_undo(self) -> bool:
         return bool(self._undo)
 
+    @property
+    def can_redo(self) -> bool:
+        return bool(self._redo)
+
     def undo(self) -> bool:
         """Bring back the runs a reset or a change of problem replaced (their history too)."""
-        if not self._undo:
-            self.message.emit("Nothing to undo.")
+        if self._swap(self._undo, self._redo, "undo"):
+            self.message.emit("Undone: the previous runs are back, where they were. "
+                              "Ctrl+Shift+Z redoes.")
+            return True
+        return False
+
+    def redo(self) -> bool:
+        """Bring back what the last undo replaced."""
+        if self._swap(self._redo, self._undo, "redo"):
+            self.message.emit("Redone.")
+            return True
+        return False
+
+    def _swap(self, source: list[Session], target: list[Session], word: str) -> bool:
+        """Load the last session of ``source``, keeping what it replaces in ``target``."""
+        if not source:
+            self.message.emit(f"Nothing to {word}.")
             return False
-        session = self._undo.pop()
+        if self.runset is not None:
+            self._stop_running()
+            current = self.snapshot(include_history=True)
+        else:
+            current = None
+        session = source.pop()
         try:
             self.load_session(session)
         except GdvizError as exc:
-            self.message.emit(f"Cannot undo: {exc}")
+            self.message.emit(f"Cannot {word}: {exc}")
             return False
-        self.message.emit("Undone: the previous runs are back, where they were.")
+        if current is not None:
+            target.append(current)
+            del target[:-self.UNDO_DEPTH]
         return True
 
     def edit_problem(self, function: str, loss: str, params: dict[str, ParamSpec]) -> bool:

@@ -17,7 +17,8 @@ SHORTCUTS = [
     ("Left arrow / Home / End", "While paused: the timeline a recorded step back / to the "
                                 "first step / to live"),
     ("R", "Reset every run to its start"),
-    ("Ctrl+Z", "Undo a reset, a change of problem or a click on the landscape"),
+    ("Ctrl+Z / Ctrl+Shift+Z", "Undo a reset, a change of problem, a click on the landscape "
+                              "or a removal of runs / redo it"),
     ("Ctrl+O / Ctrl+S / Ctrl+Shift+S", "Open / Save / Save As a session"),
     ("Ctrl+Q", "Quit"),
     ("Wheel, drag", "Zoom and pan the landscape and the computation graph"),

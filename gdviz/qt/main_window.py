@@ -238,6 +238,8 @@ class MainWindow(QMainWindow):
         self.undoAction = self._action(edit, "&Undo", self.controller.undo, "Ctrl+Z",
                                        "Bring back the runs a reset, a change of problem or a "
                                        "click on the landscape replaced")
+        self.redoAction = self._action(edit, "&Redo", self.controller.redo, "Ctrl+Shift+Z",
+                                       "Bring back what the last undo replaced")
         run = bar.addMenu("&Run")
         for text, keys, slot in self._run_keys():
             action = QAction(f"{text}\t{keys}", self)
