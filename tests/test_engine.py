@@ -336,11 +336,20 @@ def test_records_kept_in_tensors_allocated_once_equal_the_list_of_steps(monkeypa
 
     def race(big_step):
         monkeypatch.setattr(engine_module, "BIG_STEP", big_step)
+        copies = []
+        real = engine_module._StepLog.__init__
+
+        def spy(log, *args, copy, capacity):
+            copies.append(copy)
+            real(log, *args, copy=copy, capacity=capacity)
+
+        monkeypatch.setattr(engine_module._StepLog, "__init__", spy)
         runset, engine = make(rosenbrock(), *settings, steps=600, tol=1e-4)
         train(runset, engine, max_batch_s=budget)
+        assert set(copies) == {big_step == 0}
         return runset
 
-    copied, listed = race(1), race(10**12)
+    copied, listed = race(0), race(10**12)  # every step "large" (no data here), and none
     assert {r.status for r in copied.runs} >= {Status.DIVERGED, Status.FINISHED}
     for a, b in zip(copied.runs, listed.runs):
         assert a.status == b.status and a.step == b.step and a.message == b.message

@@ -65,10 +65,12 @@ def test_compare_optimizers_races_and_shows_every_run(qtbot, window):
     window.runsPanel.compareAction.trigger()
     runs = window.controller.runset.runs
     assert [r.label for r in runs] == ["SGD", "Momentum", "Nesterov", "RMSprop", "Adam", "AdamW"]
+    assert "press Play" in window.messageLabel.text()
     window.problemPanel.stepsSpin.setValue(300)
     with qtbot.waitSignal(window.runFinished, timeout=60_000):
         click(qtbot, window.controls.playButton)
     assert all(r.step == 300 and r.status.value == "finished" for r in runs)
+    assert "press Play" not in window.messageLabel.text()  # said and done
     window.redraw()
     curves = window.lossView.curves
     assert len(curves) == 6 and all(len(c.xData) == 300 for c in curves.values())

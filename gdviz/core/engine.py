@@ -24,7 +24,7 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -375,7 +375,7 @@ class Engine:
         packed.loss, packed.grad = self._evaluate(packed.flat, packed.frozen, packed.seed,
                                                   packed.base, packed.shared)
         self._epoch_loss(packed, packed.flat, packed.base, packed.epochs)
-        rec = self._rows(packed, packed.loss[None], packed.flat[None], packed.grad[None])
+        rec = self._rows(packed, packed.loss[None], [packed.flat], [packed.grad])
         self._settle(packed, batch, rec, n=0, snapshot=None)
         batch.runs = batch.ended  # the others have nothing to report yet
         return batch
@@ -384,7 +384,7 @@ class Engine:
         started = time.perf_counter()
         snapshot = (packed.flat, [g.snapshot() for g, _, _ in packed.groups])
         flat, grad, frozen, seed = packed.flat, packed.grad, packed.frozen, packed.seed
-        big = max(self._step_rows, self.layout.n_grads) * len(packed.ids) >= BIG_STEP
+        big = self._step_rows * len(packed.ids) >= BIG_STEP
         log = _StepLog(packed.loss, flat, grad, copy=big, capacity=min(limit, 256) + 1)
         epochs, packed.epochs = packed.epochs, []
         base, shared, sampler = packed.base, packed.shared, self._sampler
@@ -410,22 +410,23 @@ class Engine:
         batch.elapsed_s = self.elapsed_s
         return batch
 
-    def _rows(self, packed, losses: torch.Tensor, flats: torch.Tensor,
-              grads: torch.Tensor) -> "_Records":
-        """The batch's records (stacked by step: (steps, runs) and (steps, runs, elements))
-        as numpy: the loss of every step and run, whether each point was finite, and (when
-        the problem is small enough to record them, see history.RECORD_LIMIT) every
-        parameter and gradient element."""
+    def _rows(self, packed, losses: torch.Tensor, flats: Sequence[torch.Tensor],
+              grads: Sequence[torch.Tensor]) -> "_Records":
+        """The batch's records (losses (steps, runs); parameters and gradients step by step,
+        (runs, elements) each) as numpy: the loss of every step and run, whether each point
+        was finite, and (when the problem is small enough to record them, see
+        history.RECORD_LIMIT) every parameter and gradient element."""
         loss = losses.to(torch.float64).cpu().numpy()
         if not self.layout.records_elements:
-            finite = (torch.isfinite(flats).all(dim=2) & torch.isfinite(grads).all(dim=2)).cpu().numpy()
+            finite = torch.stack([torch.isfinite(f).all(dim=1) & torch.isfinite(g).all(dim=1)
+                                  for f, g in zip(flats, grads)]).cpu().numpy()
             return _Records(loss, finite & np.isfinite(loss), None, None, self, packed, flats, grads)
         k, a = len(losses), len(packed.ids)
         params = np.empty((k, a, self.layout.n_params))
-        params[:, :, self._trainable_cols] = flats.to(torch.float64).cpu().numpy()
+        params[:, :, self._trainable_cols] = _stacked(flats).to(torch.float64).cpu().numpy()
         if len(self._frozen_cols):
             params[:, :, self._frozen_cols] = packed.frozen.to(torch.float64).cpu().numpy()[None]
-        grad = grads.to(torch.float64).cpu().numpy()
+        grad = _stacked(grads).to(torch.float64).cpu().numpy()
         finite = np.isfinite(loss) & np.isfinite(params).all(axis=2) & np.isfinite(grad).all(axis=2)
         return _Records(loss, finite, params, grad, self, packed, flats, grads)
 
@@ -636,16 +637,24 @@ class _StepLog:
             buffer[self._n] = value
         self._n += 1
 
-    def stacked(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Losses (steps, runs), parameters and gradients (steps, runs, elements)."""
+    def stacked(self) -> tuple[torch.Tensor, Sequence[torch.Tensor], Sequence[torch.Tensor]]:
+        """Losses (steps, runs); parameters and gradients, step by step (runs, elements):
+        a tensor, or the list of each step's (not stacked: a large parameter's would be
+        copied whole for nothing)."""
         if self._copy:
             return tuple(b[:self._n] for b in self._buffers)
-        return tuple(torch.stack(part) for part in zip(*self._steps))
+        losses, flats, grads = (list(part) for part in zip(*self._steps))
+        return torch.stack(losses), flats, grads
 
 
-#: elements of a step's tensors (data rows or parameter elements, times runs) from which a
-#: batch's records are copied into tensors allocated once (see _StepLog): 128 KB of
-#: float32, glibc's first threshold for a block of its own
+def _stacked(steps: Sequence[torch.Tensor]) -> torch.Tensor:
+    return steps if isinstance(steps, torch.Tensor) else torch.stack(list(steps))
+
+
+#: elements of a step's temporaries over the data (rows times runs) from which a batch's
+#: records are copied into tensors allocated once (see _StepLog): 128 KB of float32,
+#: glibc's first threshold for a block of its own. (A large parameter's records are
+#: large themselves, and kept as they come.)
 BIG_STEP = 32_768
 
 

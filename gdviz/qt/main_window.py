@@ -703,6 +703,8 @@ class MainWindow(QMainWindow):
         self._update_controls()
 
     def _on_controller_state_changed(self, state: str) -> None:
+        if state == "running" and "press Play" in self.messageLabel.text():
+            self.clear_message()  # done: the runs are playing
         self.inspector.refresh()  # paused: the last update can be explained
         self.stepping.draw_step_shown()  # the timeline rests while the run plays
         self._update_controls()
