@@ -379,6 +379,10 @@ def test_large_data_is_checked_on_every_row_forward_and_first_rows_backward():
         Problem("w*x + b", "mse(y, t)", {"w": ParamSpec("zeros(7)"), "b": ParamSpec("0")},
                 data=small)
     assert str(error.value).split(":")[0] == str(small_error.value).split(":")[0]
+    # shapes tied to the number of rows are right on every row, so they are accepted
+    Problem("w*x + b", "mse(y, t)", {"w": ParamSpec(f"zeros({rows})"), "b": ParamSpec("0")},
+            data=data)
+    Problem(f"w*x[{rows - 10}] + b*x", "mse(y, t)", data=data)
     runset, engine = make(problem, RunSettings("sgd", {"lr": 0.5}), steps=300)
     train(runset, engine)
     assert runset.runs[0].values == pytest.approx([3.0, 1.0], abs=1e-3)

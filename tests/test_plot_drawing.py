@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from PySide6.QtCore import Qt
 
-from gdviz.qt.plot_style import FastCurve, PeakDecimator, decimate
+from gdviz.qt.plot_style import FastCurve, PeakDecimator
 from gdviz.qt.trajectory_view import thin
 
 values = st.one_of(st.floats(-1e6, 1e6), st.sampled_from([np.nan, np.inf, -np.inf]))
@@ -49,12 +50,22 @@ def test_a_series_changed_before_its_end_is_reduced_anew():
     assert second[keep].max() == 50.0
     shorter = decimator.indices(first[:10])  # a reset
     assert np.array_equal(shorter, PeakDecimator(8).indices(first[:10]))
+    # a history replaced between two frames, alike at every point kept before: its
+    # revision says so
+    smooth = np.linspace(1.0, 0.0, 1000)
+    spiked = smooth.copy()
+    spiked[701] = 9.0
+    decimator = PeakDecimator(8)
+    kept = decimator.indices(smooth, key=(1, 1))
+    assert 701 not in kept and spiked[decimator.indices(spiked, key=(1, 1))].max() < 9.0
+    assert spiked[decimator.indices(spiked, key=(1, 2))].max() == 9.0
 
 
 def test_decimation_of_a_long_series_keeps_its_peaks():
     x = np.arange(100_000.0)
     y = np.sin(x / 500) + (x == 31_337) * 7.0 - (x == 77_777) * 9.0
-    dx, dy = decimate(x, y, 2000)
+    keep = PeakDecimator(2000).indices(y)
+    dx, dy = x[keep], y[keep]
     assert len(dx) <= 2100 and dx[0] == 0 and dx[-1] == 99_999 and np.all(np.diff(dx) > 0)
     assert dy.max() == y.max() and dy.min() == y.min()
 
@@ -92,3 +103,32 @@ def test_fast_curve_draws_its_points_and_breaks_at_gaps(qtbot):
 def test_tiny_series(n):
     keep = PeakDecimator(4).indices(np.arange(float(n)))
     assert list(keep) == list(range(n))
+
+
+def test_fast_curve_fits_a_view_and_answers_its_legend(qtbot):
+    import pyqtgraph as pg
+
+    plot = pg.PlotWidget()
+    qtbot.addWidget(plot)
+    curve = FastCurve("#1f77b4")
+    plot.getPlotItem().addItem(curve)
+    curve.setData(np.arange(10.0), np.linspace(0.0, 1e-3, 10))
+    view = plot.getPlotItem().getViewBox()
+    view.autoRange(padding=0)  # "View All": the data, not the pen's width in data units
+    (x0, x1), (y0, y1) = view.viewRange()
+    assert -0.1 < x0 <= 0 and 9 <= x1 < 9.1 and -1e-4 < y0 <= 0 and 1e-3 <= y1 < 1.1e-3
+    legend = plot.getPlotItem().addLegend()
+    legend.addItem(curve.sample, "run")
+    sample = legend.items[0][0]
+
+    class Click:
+        def button(self):
+            return Qt.MouseButton.LeftButton
+
+        def accept(self):
+            pass
+
+    sample.mouseClickEvent(Click())  # a click on the entry hides the curve, as pyqtgraph's do
+    assert not curve.isVisible()
+    sample.mouseClickEvent(Click())
+    assert curve.isVisible()

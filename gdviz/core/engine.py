@@ -384,7 +384,9 @@ class Engine:
         started = time.perf_counter()
         snapshot = (packed.flat, [g.snapshot() for g, _, _ in packed.groups])
         flat, grad, frozen, seed = packed.flat, packed.grad, packed.frozen, packed.seed
-        big = self._step_rows * len(packed.ids) >= BIG_STEP
+        # (a parameter too large to record element by element has large records itself:
+        # they are kept as they come, not copied into 257 preallocated rows)
+        big = self._step_rows * len(packed.ids) >= BIG_STEP and self.layout.records_elements
         log = _StepLog(packed.loss, flat, grad, copy=big, capacity=min(limit, 256) + 1)
         epochs, packed.epochs = packed.epochs, []
         base, shared, sampler = packed.base, packed.shared, self._sampler
@@ -653,8 +655,7 @@ def _stacked(steps: Sequence[torch.Tensor]) -> torch.Tensor:
 
 #: elements of a step's temporaries over the data (rows times runs) from which a batch's
 #: records are copied into tensors allocated once (see _StepLog): 128 KB of float32,
-#: glibc's first threshold for a block of its own. (A large parameter's records are
-#: large themselves, and kept as they come.)
+#: glibc's first threshold for a block of its own
 BIG_STEP = 32_768
 
 

@@ -131,6 +131,9 @@ class History:
         self.n_grads = layout.n_grads if self.records_elements else 0
         self.stride = 1
         self._max_rows = max(16, max_values // (2 + self.n_params + self.n_grads))
+        #: counts the changes that are not rows added at the end (clear, truncate, thinning),
+        #: so that a view drawing the history as it grows knows to start over
+        self.revision = 0
         self.clear()
 
     def set_limit(self, max_values: int) -> None:
@@ -141,6 +144,7 @@ class History:
             self._thin()
 
     def clear(self) -> None:
+        self.revision += 1
         self.stride = 1
         self._size = 0
         self._steps = np.zeros(64, dtype=np.int64)
@@ -191,6 +195,7 @@ class History:
     def truncate(self, step: int) -> None:
         """Forget the rows of ``step`` and after (a run restarted from an earlier step
         records them anew); the stride stays as it is."""
+        self.revision += 1
         self._size = int(np.searchsorted(self.steps, step, side="left"))
 
     def _reserve(self, rows: int) -> None:
@@ -206,6 +211,7 @@ class History:
             setattr(self, attr, new)
 
     def _thin(self) -> None:
+        self.revision += 1
         self.stride *= 2
         keep = np.flatnonzero(self.steps % self.stride == 0)
         for attr in ("_steps", "_loss", "_params", "_grads"):

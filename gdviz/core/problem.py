@@ -94,17 +94,17 @@ class Problem:
         # checked forward on every row (without a graph), backward on its first CHECK_ROWS:
         # element-wise over rows, those differentiate as all of them do, and the check's
         # memory stays that of a few rows.
-        env = {**self.initial, **self.data_columns}
-        every_row = None
         if rows > CHECK_ROWS:
+            env = {**self.initial, **self.data_columns}
             with torch.no_grad():
                 y = self.function.check(env)
-                every_row = (y, self.loss.check({**env, "y": y}))
-            env = {**self.initial, **self._first_rows(CHECK_ROWS)}
-        y = self.function.check(env, backward=self.trainable or False)
-        raw = self.loss.check({**env, "y": y}, backward=[*self.trainable, "y"])
-        if every_row is not None:
-            y, raw = every_row  # the shapes are those of every row
+                raw = self.loss.check({**env, "y": y})
+            try:
+                self._check_gradients(self._first_rows(CHECK_ROWS))
+            except GdvizError:  # a shape tied to the number of rows: check them all
+                self._check_gradients(self.data_columns)
+        else:
+            y, raw = self._check_gradients(self.data_columns)
         #: True when the loss expression is not a single number and is summed (as
         #: ``backward(torch.ones_like(y))`` does in the seed notebook)
         self.loss_summed = raw.dim() > 0
@@ -214,19 +214,35 @@ class Problem:
     def _first_rows(self, rows: int) -> dict[str, torch.Tensor]:
         return {n: t[:rows] for n, t in self.data_columns.items()}
 
+    def _check_gradients(self, columns: Mapping[str, torch.Tensor]
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One forward and backward of the function and of the loss on these columns."""
+        env = {**self.initial, **columns}
+        y = self.function.check(env, backward=self.trainable or False)
+        return y, self.loss.check({**env, "y": y}, backward=[*self.trainable, "y"])
+
     def _check_backward(self) -> None:
         """What is accepted must train: one forward and backward at the initial values (of
         the training loop's own plan; on the first CHECK_ROWS rows of large data)."""
-        env = {n: t.unsqueeze(0).clone().requires_grad_(n not in self.frozen)
-               for n, t in self.initial.items()}
-        try:
-            fn = self.batched_loss()  # built for every row, whatever is run below
-            if self.data_rows > CHECK_ROWS:
-                fn = self.batched_loss(CHECK_ROWS)
-                env.update(self._first_rows(CHECK_ROWS))
+        def run(rows: int | None) -> None:
+            env = {n: t.unsqueeze(0).clone().requires_grad_(n not in self.frozen)
+                   for n, t in self.initial.items()}
+            fn = self.batched_loss(rows)
+            if rows is not None:
+                env.update(self._first_rows(rows))
             loss = fn(env)
             if loss.requires_grad:
                 loss.sum().backward()
+
+        try:
+            self.batched_loss()  # built for every row, whatever is run below
+            if self.data_rows > CHECK_ROWS:
+                try:
+                    run(CHECK_ROWS)
+                    return
+                except (RuntimeError, ValueError, TypeError, IndexError, GdvizError):
+                    pass  # a shape tied to the number of rows: every row, below
+            run(None)
         except (RuntimeError, ValueError, TypeError) as exc:
             raise GdvizError(f"cannot compute the gradient of the loss: "
                              f"{str(exc).splitlines()[0][:200]}") from None

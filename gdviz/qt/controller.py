@@ -270,14 +270,10 @@ class TrainingController(QObject):
         return self.snapshot(include_history=True)
 
     def _remember(self, session: Session | None) -> None:
+        self._redo.clear()  # a new change: what was undone stays undone
         if session is not None:
             self._undo.append(session)
             del self._undo[:-self.UNDO_DEPTH]
-            self._redo.clear()  # a new change: what was undone stays undone
-
-    @property
-    def can_undo(self) -> bool:
-        return bool(self._undo)
 
     @property
     def can_redo(self) -> bool:
@@ -312,6 +308,7 @@ class TrainingController(QObject):
         try:
             self.load_session(session)
         except GdvizError as exc:
+            source.append(session)  # still there for another try
             self.message.emit(f"Cannot {word}: {exc}")
             return False
         if current is not None:

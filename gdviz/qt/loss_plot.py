@@ -56,6 +56,7 @@ class LossPlotView(QWidget):
         # drawing itself.
         self.curves: dict[int, FastCurve] = {}
         self._decimators: dict[int, PeakDecimator] = {}
+        self._revisions: dict[int, tuple] = {}  # run id -> its history's (identity, revision)
         # with mini-batches: the full data's loss at each epoch's start, dots on a dashed line
         self.epochs: dict[int, pg.PlotDataItem] = {}
         self.marker = Marker("#d62728", 9)
@@ -136,6 +137,9 @@ class LossPlotView(QWidget):
         self.step_limit = step_limit
         self._selected = selected
         arrays = [(r.id, r.history.steps, r.history.loss) for r in runs if r.settings.visible]
+        # (an animation's frames pass histories cut short, without revisions)
+        self._revisions = {r.id: (id(r.history), getattr(r.history, "revision", None))
+                           for r in runs}
         self.refresh_arrays(arrays)
         self.show_epochs(runs)
 
@@ -182,9 +186,11 @@ class LossPlotView(QWidget):
                 # Only what changed is handed to pyqtgraph: a run that has ended (or a race
                 # whose curves did not move) costs nothing per frame. And only the points
                 # drawn are looked at: the decimation keeps every bin's lowest and highest
-                # loss, so the bounds of the kept points are the bounds of all of them.
+                # loss, so the bounds of the kept points are the bounds of all of them (on
+                # a log axis, a bin's lowest positive loss is missed when it also holds a
+                # loss <= 0, which the axis cannot show anyway).
                 decimator = self._decimator(run_id)
-                keep = decimator.indices(loss)
+                keep = decimator.indices(loss, self._revisions.get(run_id))
                 x, y = np.asarray(steps, dtype=np.float64)[keep], np.asarray(loss)[keep]
                 note = "" if decimator.finite else "some losses are not finite"
                 if log and len(y):

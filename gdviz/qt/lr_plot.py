@@ -1,9 +1,8 @@
 """The learning rate against the step, under the loss plot (its x axis follows the loss plot's).
 
 One line per visible run in the run's colour: faint, the whole planned schedule up to the
-step limit; solid, the part done. The rate of step k is the one the history recorded when
-it has an ``lr`` column, else core's closed form (:func:`gdviz.core.schedules.rates`) at the
-run's current base rate.
+step limit; solid, the part done. The rate of step k is core's closed form
+(:func:`gdviz.core.schedules.rates`) at the run's current base rate.
 """
 
 from __future__ import annotations
@@ -17,17 +16,13 @@ from PySide6.QtWidgets import QVBoxLayout, QWidget
 
 from ..core.model import Run
 from ..core.schedules import rates
-from .plot_style import FastCurve, PeakDecimator, TimedPlotWidget, cache_axes
+from .plot_style import FastCurve, TimedPlotWidget, cache_axes
 
 PLAN_POINTS = 1200   # the planned curve is drawn from this many steps at most
 
 
 def run_rates(run: Run, steps: np.ndarray, total: int) -> np.ndarray:
     """The learning rate at each of ``steps`` of ``run`` (a run of ``total`` steps)."""
-    recorded = getattr(run.history, "lr", None)
-    if recorded is not None and len(recorded) == len(run.history) and \
-            len(steps) == len(run.history):
-        return np.asarray(recorded, dtype=np.float64)
     return rates(run.settings.schedule, float(run.settings.hypers["lr"]), steps, total)
 
 
@@ -81,7 +76,6 @@ class LrPlotView(QWidget):
         self._axis_width = 0
         self._log = False          # a log axis: the runs' rates differ by more than tenfold
         self._shown: dict[int, tuple[Run, int]] = {}  # run id -> (the run, its step total)
-        self._decimators: dict[int, PeakDecimator] = {}  # recorded rates grow at their end
         self._plan_steps: tuple[int | None, np.ndarray] = (None, np.zeros(0))
 
     def link_x(self, plot: pg.PlotWidget) -> None:
@@ -99,7 +93,6 @@ class LrPlotView(QWidget):
             item.removeItem(self.plan.pop(run_id))
             self._keys.pop(run_id, None)
             self._shown.pop(run_id, None)
-            self._decimators.pop(run_id, None)
         for run in runs:
             color = QColor(run.settings.color or "#1f77b4")
             faint = QColor(color)
@@ -144,7 +137,6 @@ class LrPlotView(QWidget):
         log = max(tops) > 10 * min(tops)
         if log != self._log:
             self._log = log
-            self._decimators = {}  # every rate is drawn anew, in log10 units
             self.plot.getPlotItem().setLogMode(y=log)
             self.refresh(runs, total)
             return
@@ -156,25 +148,15 @@ class LrPlotView(QWidget):
             self.plot.getPlotItem().getViewBox().setYRange(*y_range, padding=0)
 
     def _done_points(self, run: Run, total: int) -> tuple[np.ndarray, np.ndarray]:
-        """The steps drawn solid and their rates, looking at no more points than are drawn:
-        a recorded rate is peak-decimated as the history grows; a closed-form one is the
-        planned curve's steps up to the last step taken, and that step."""
+        """The steps drawn solid and their rates: the planned curve's steps up to the last
+        step taken, and that step (a frame looks at no more points than it draws)."""
         history = run.history
         if not len(history):
             return np.zeros(0), np.zeros(0)
-        recorded = getattr(history, "lr", None)
-        if recorded is not None and len(recorded) == len(history):
-            limit = max(400, 2 * self.plot.width())
-            decimator = self._decimators.get(run.id)
-            if decimator is None or decimator.limit != limit:
-                decimator = self._decimators[run.id] = PeakDecimator(limit)
-            keep = decimator.indices(recorded)
-            return (history.steps[keep].astype(np.float64),
-                    np.asarray(recorded, dtype=np.float64)[keep])
         last = float(history.steps[-1])
         plan_x = self._planned_steps(total)
         steps = np.append(plan_x[:np.searchsorted(plan_x, last)], last)
-        return steps, rates(run.settings.schedule, float(run.settings.hypers["lr"]), steps, total)
+        return steps, run_rates(run, steps, total)
 
     def _planned_steps(self, total: int) -> np.ndarray:
         if self._plan_steps[0] != total:
@@ -202,8 +184,8 @@ class LrPlotView(QWidget):
         return np.log10(np.maximum(y, 1e-300))
 
     def points(self, run_id: int) -> tuple[np.ndarray, np.ndarray]:
-        """Every step a run has taken and its rate, as the solid curve shows them (for
-        tests and exports)."""
+        """Every step a run has taken and its rate (the solid curve draws a few of them;
+        for tests and exports)."""
         if run_id not in self._shown:
             return np.zeros(0), np.zeros(0)
         run, total = self._shown[run_id]

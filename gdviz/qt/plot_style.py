@@ -83,25 +83,31 @@ class PeakDecimator:
     outgrows ``limit``), and each bin keeps its lowest and highest value, in order, so the
     curve draws like all its points; the first and the last point are always kept.
     Full bins are reduced once and remembered: a frame costs what the new points cost,
-    not what the whole history costs. A series that changed before its end (a reset, a new
-    run) is seen and reduced anew. ``finite`` says whether every value was finite.
+    not what the whole history costs. A series that changed before its end is reduced
+    anew: its ``key`` changed (a history's revision), or a point kept from it did (a
+    caller without a key). ``finite`` says whether every value was finite.
     """
 
     def __init__(self, limit: int):
         self.limit = max(4, int(limit))
         self.finite = True
+        self._key: object = None
         self._restart(1)
 
     def _restart(self, size: int) -> None:
         self._size = size
         self._done = 0                        # points covered by the remembered bins
         self._keep = np.zeros(1, np.int64)    # their kept indices, from the first point
-        self._check: tuple[float, float] | None = None  # two remembered values (a change?)
+        self._kept_values = np.zeros(1)       # y at _keep, to see a series that changed
         self._bad = 0                         # non-finite values in the remembered bins
 
-    def indices(self, y: np.ndarray) -> np.ndarray:
-        """The indices of ``y`` to draw, increasing."""
+    def indices(self, y: np.ndarray, key: object = None) -> np.ndarray:
+        """The indices of ``y`` to draw, increasing. A new ``key`` (e.g. a history's
+        revision) says the series changed before its end: it is reduced anew."""
         n = len(y)
+        if key != self._key:
+            self._key = key
+            self._restart(1)
         size = 1
         if n > self.limit:  # bins of two points or more, at most limit / 2 of them
             size = 2
@@ -117,7 +123,7 @@ class PeakDecimator:
                 np.arange(self._done, full)
             self._keep = np.concatenate([self._keep, new[new > self._keep[-1]]])
             self._done = full
-            self._check = (float(y[0]), float(y[full - 1]))
+            self._kept_values = np.asarray(y[self._keep], dtype=np.float64)
         part = y[full:]
         finite = np.isfinite(part)
         self.finite = self._bad == 0 and bool(finite.all())
@@ -136,21 +142,13 @@ class PeakDecimator:
         return np.concatenate([self._keep, np.array(tail, np.int64)]) if tail else self._keep
 
     def _same_past(self, y: np.ndarray) -> bool:
-        """Whether ``y`` still starts as the series reduced so far (its first point and the
-        last one reduced are the same)."""
-        if self._check is None:
+        """Whether every point kept from the series reduced so far is still the same."""
+        if not self._done:
             return True
         if len(y) < self._done:
             return False
-        return all(a == b or (math.isnan(a) and math.isnan(b))
-                   for a, b in zip(self._check, (float(y[0]), float(y[self._done - 1]))))
-
-
-def decimate(x: np.ndarray, y: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray]:
-    """At most about ``limit`` points of (x, y) that draw like all of them (see
-    :class:`PeakDecimator`; this is its one-off form)."""
-    keep = PeakDecimator(limit).indices(y)
-    return x[keep], y[keep]
+        return np.array_equal(np.asarray(y[self._keep], dtype=np.float64), self._kept_values,
+                              equal_nan=True)
 
 
 def legend_label(label: str, limit: int = 44) -> str:
@@ -206,26 +204,49 @@ class Marker(QGraphicsPathItem):
             self.show()
 
 
+def cosmetic_pen(pen) -> QPen:
+    """``pen`` (anything pyqtgraph's mkPen takes) as wide in pixels whatever the zoom."""
+    pen = QPen(pg.mkPen(pen))
+    pen.setCosmetic(True)
+    return pen
+
+
+class _LegendSample(pg.PlotDataItem):
+    """A curve's stand-in in a legend: a click on the legend's entry shows or hides the
+    curve itself, as it does pyqtgraph's own curves."""
+
+    def __init__(self, curve: "FastCurve"):
+        super().__init__()
+        self._curve = curve
+
+    def isVisible(self) -> bool:  # noqa: N802 (Qt's name)
+        return self._curve.isVisible()
+
+    def setVisible(self, visible: bool) -> None:  # noqa: N802
+        self._curve.setVisible(visible)
+
+
 class FastCurve(QGraphicsPathItem):
     """A line through (x, y), painted by Qt in C++.
 
     pyqtgraph's curve items paint in Python, so every frame of a race (a curve per run in
     three plots) held the GIL that the training thread needs. This item only builds its
     path in Python (``setData``, a few tens of microseconds) and paints without it. Its pen
-    is cosmetic (pixels, whatever the zoom). ``sample`` stands for it in a legend.
+    is cosmetic (pixels, whatever the zoom). ``sample`` stands for it in a legend;
+    ``dataBounds`` is what a view's "View All" fits (Qt's own bounds add the pen's width in
+    data units).
     """
 
     def __init__(self, pen=None):
         super().__init__()
         self.xData: np.ndarray | None = None
         self.yData: np.ndarray | None = None
-        self.sample = pg.PlotDataItem()
+        self.sample = _LegendSample(self)
         self._shadow: QGraphicsPathItem | None = None
         self.setPen(pen if pen is not None else "#1f77b4")
 
     def setPen(self, pen) -> None:  # noqa: N802 (Qt's name)
-        pen = QPen(pg.mkPen(pen))
-        pen.setCosmetic(True)
+        pen = cosmetic_pen(pen)
         super().setPen(pen)
         self.sample.setPen(pen)
 
@@ -239,9 +260,7 @@ class FastCurve(QGraphicsPathItem):
             self._shadow = QGraphicsPathItem(self)
             self._shadow.setFlag(QGraphicsItem.GraphicsItemFlag.ItemStacksBehindParent)
             self._shadow.setPath(self.path())
-        pen = QPen(pg.mkPen(pen))
-        pen.setCosmetic(True)
-        self._shadow.setPen(pen)
+        self._shadow.setPen(cosmetic_pen(pen))
         self._shadow.show()
 
     def setData(self, x, y, connect: str = "finite") -> None:  # noqa: N802
@@ -256,6 +275,16 @@ class FastCurve(QGraphicsPathItem):
 
     def getData(self) -> tuple[np.ndarray | None, np.ndarray | None]:  # noqa: N802
         return self.xData, self.yData
+
+    def dataBounds(self, ax: int, frac: float = 1.0, orthoRange=None):  # noqa: N802
+        """The finite (min, max) of x (``ax`` 0) or y (1), or (None, None) (pyqtgraph's
+        protocol for fitting a view to its items)."""
+        values = self.xData if ax == 0 else self.yData
+        lo, hi = finite_bounds(values) if values is not None and len(values) else (math.nan,) * 2
+        return (lo, hi) if math.isfinite(lo) else (None, None)
+
+    def pixelPadding(self) -> float:  # noqa: N802
+        return self.pen().widthF() / 2
 
 
 class GuiClock:

@@ -306,7 +306,7 @@ class TrajectoryView(QWidget):
         self.plot.scene().sigMouseClicked.connect(self._on_scene_mouse_clicked)
 
     @property
-    def path(self) -> pg.PlotDataItem | None:
+    def path(self) -> FastCurve | None:
         """The selected run's path."""
         drawing = self.drawings.get(self.selected) if self.selected is not None else None
         return drawing.path if drawing else None
@@ -366,6 +366,8 @@ class TrajectoryView(QWidget):
         if self.sliced:
             landscape = None  # the session's range is the first two elements'
         self.z = None
+        self.item.setTitle(None)  # the marker key is the 2-D map's (set_runs)
+        self._anchor_legend((0, 0))  # top left until the paths say otherwise
         self._token += 1  # a landscape still on its way for the old problem is dropped
         self._basin_token += 1
         self._basin_key = None
@@ -508,17 +510,21 @@ class TrajectoryView(QWidget):
         best = min(corners, key=lambda c: (hidden(c, marks), hidden(c, paths),
                                            c != self._legend_corner))
         if best != self._legend_corner:
-            self._legend_corner = best
-            offset = (LEGEND_MARGIN if best[0] == 0 else -LEGEND_MARGIN,
-                      LEGEND_MARGIN if best[1] == 0 else -LEGEND_MARGIN)
-            self.legend.anchor(itemPos=best, parentPos=best, offset=offset)
+            self._anchor_legend(best)
+
+    def _anchor_legend(self, corner: tuple[int, int]) -> None:
+        self._legend_corner = corner
+        offset = (LEGEND_MARGIN if corner[0] == 0 else -LEGEND_MARGIN,
+                  LEGEND_MARGIN if corner[1] == 0 else -LEGEND_MARGIN)
+        self.legend.anchor(itemPos=corner, parentPos=corner, offset=offset)
 
     def _markers(self) -> list[Marker]:
         return [self.start_marker, self.min_marker] + [d.marker for d in self.drawings.values()
                                                        if d.marker.isVisible()]
 
     def _on_legend_dragged(self, event) -> None:
-        self._legend_dragged = True  # the user's place for it stays
+        if event.button() == Qt.MouseButton.LeftButton:
+            self._legend_dragged = True  # the user's place for it stays
         LEGEND_DRAG(self.legend, event)
 
     def _halo_paths(self) -> None:
