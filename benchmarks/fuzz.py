@@ -36,7 +36,7 @@ import torch  # noqa: E402
 from hypothesis import HealthCheck, Phase, Verbosity, given, seed, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from gdviz.core.errors import ExpressionError, GdvizError  # noqa: E402
+from gdviz.core.errors import ExpressionError  # noqa: E402
 from gdviz.core.expressions import compile_expression  # noqa: E402
 
 

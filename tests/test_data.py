@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings, strategies as st
 
 from gdviz.cli import main
-from gdviz.core.data import DataError, Dataset, load_bundled, parse_csv, read_csv
+from gdviz.core.data import DataError, load_bundled, parse_csv, read_csv
 from gdviz.core.expressions import CONSTANTS, FUNCTIONS, compile_expression
 from gdviz.core.params import ParamSpec
 from gdviz.core.presets import load_preset

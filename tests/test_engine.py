@@ -10,7 +10,6 @@ from gdviz.core.history import ColumnLayout, History
 from gdviz.core.model import RunSet, RunSettings
 from gdviz.core.optimizers import OPTIMIZERS
 from gdviz.core.problem import ParamSpec, Problem
-from gdviz.core.records import EngineRun
 from gdviz.core.status import Status
 
 

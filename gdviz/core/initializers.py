@@ -77,8 +77,8 @@ class _Reader:
             msg = exc.msg or "invalid syntax"
             if msg.startswith("Exceeds the limit"):  # an int of more than 4,300 digits
                 digits = max(_DIGITS.finditer(self.text), key=lambda m: len(m.group()))
-                raise ExpressionError(f"this number is too large; numbers must be at most "
-                                      f"3.4e38 in size", self.field,
+                raise ExpressionError("this number is too large; numbers must be at most "
+                                      "3.4e38 in size", self.field,
                                       digits.start() + 1 + self.offset) from None
             msg = ("brackets are nested too deeply (the limit is 200)"
                    if "too many nested parentheses" in msg else f"syntax error: {msg[:200]}")

@@ -625,7 +625,7 @@ def check_steps(value: Any, where: str) -> int:
 
 def check_seed(value: Any, where: str) -> int:
     if not _is_int(value) or not 0 <= value <= MAX_SEED:
-        raise SessionError(f"must be a whole number from 0 to 2**63 - 1", where)
+        raise SessionError("must be a whole number from 0 to 2**63 - 1", where)
     return int(value)
 
 

@@ -17,23 +17,12 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QHBoxLayout, QLabel, QPushButton, QSizePolicy, QSpinBox,
                                QVBoxLayout, QWidget)
 
-from .plot_style import TimedPlotWidget, cache_axes
+from .plot_style import legend_style, new_plot
 from .problem_panel import LogSpinBox
 
 EDGE_COLOR = "#c62828"
 SUGGEST_COLOR = "#2e7d32"
 CHOSEN_COLOR = "#ef6c00"
-
-
-def _plot() -> tuple[TimedPlotWidget, pg.PlotItem]:
-    widget = TimedPlotWidget(background="w")
-    item = widget.getPlotItem()
-    item.showGrid(x=True, y=True, alpha=0.25)
-    for name in ("left", "bottom"):
-        item.getAxis(name).enableAutoSIPrefix(False)
-    cache_axes(item)
-    item.hideButtons()
-    return widget, item
 
 
 def _vline(color: str, text: str, movable: bool = False, position: float = 0.9) -> pg.InfiniteLine:
@@ -102,7 +91,7 @@ class LrRangeView(QWidget):
         self.summary.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         layout.addWidget(self.summary)
 
-        self.plot, item = _plot()
+        self.plot, item = new_plot()
         self.item = item
         item.setLogMode(x=True, y=False)
         item.setLabel("bottom", "learning rate")
@@ -121,8 +110,7 @@ class LrRangeView(QWidget):
                                                           style=Qt.PenStyle.DotLine),
                                      label="start loss", labelOpts={"position": 0.03,
                                                                     "color": "#555"})
-        self.legend = item.addLegend(offset=(10, 10), labelTextSize="9pt", labelTextColor="#222",
-                                     brush=pg.mkBrush(255, 255, 255, 210), pen=pg.mkPen("#bbb"))
+        self.legend = item.addLegend(offset=(10, 10), **legend_style())
         item.addItem(self.region)
         for thing in (self.curve, self.diverged):
             item.addItem(thing)
@@ -313,12 +301,11 @@ class CurvatureView(QWidget):
         left.addWidget(self.computeButton, 0, Qt.AlignmentFlag.AlignLeft)
         layout.addLayout(left, 2)
 
-        self.plot, item = _plot()
+        self.plot, item = new_plot()
         self.item = item
         item.setLabel("bottom", "step")
         item.setLabel("left", "λmax (sharpness)")
-        self.legend = item.addLegend(offset=(-10, -10), labelTextSize="9pt", labelTextColor="#222",
-                                     brush=pg.mkBrush(255, 255, 255, 210), pen=pg.mkPen("#bbb"))
+        self.legend = item.addLegend(offset=(-10, -10), **legend_style())
         self.curve = pg.PlotDataItem(pen=pg.mkPen("#0072B2", width=2), connect="finite")
         self.edge = pg.InfiniteLine(angle=0, pen=pg.mkPen(EDGE_COLOR, width=2,
                                                           style=Qt.PenStyle.DashLine),

@@ -22,6 +22,8 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QRectF
 
+from .plot_style import legend_style
+
 #: outcome codes of gdviz.core.analysis.sweep.Outcome (a module that imports torch)
 CONVERGED, SETTLED, UNFINISHED, DIVERGED = 0, 1, 2, 3
 
@@ -62,9 +64,7 @@ class BasinLayer:
         self.ends = pg.ScatterPlotItem(symbol="+", size=13, brush=pg.mkBrush("w"),
                                        pen=pg.mkPen("k", width=1))
         self.ends.setZValue(6)
-        self.legend = pg.LegendItem(offset=(-10, -10), labelTextSize="9pt",
-                                    labelTextColor="#222", brush=pg.mkBrush(255, 255, 255, 200),
-                                    pen=pg.mkPen("#bbb"), verSpacing=-4)
+        self.legend = pg.LegendItem(offset=(-10, -10), verSpacing=-4, **legend_style(200))
         self.legend.setParentItem(plot_item.getViewBox())
         self.legend.hide()
         self.map = None

@@ -15,7 +15,7 @@ from PySide6.QtCore import QRectF
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from ..core.model import Run
-from .plot_style import TimedPlotWidget, cache_axes, legend_label
+from .plot_style import legend_label, legend_style, new_plot
 
 #: blue (0) through white to red (1): two classes and the probability between them
 CLASSES = pg.ColorMap([0.0, 0.5, 1.0], [(33, 102, 172), (247, 247, 247), (178, 24, 43)])
@@ -36,18 +36,9 @@ class DataView(QWidget):
         self.hint.setWordWrap(True)
         header.addWidget(self.hint, 1)
         layout.addLayout(header)
-        self.plot = TimedPlotWidget(background="w")
-        self.item = self.plot.getPlotItem()
-        self.item.showGrid(x=True, y=True, alpha=0.2)
-        for name in ("left", "bottom"):
-            self.item.getAxis(name).enableAutoSIPrefix(False)
-        cache_axes(self.item)
-        self.item.hideButtons()
+        self.plot, self.item = new_plot(grid_alpha=0.2)
         layout.addWidget(self.plot, 1)
-        self.legend = self.item.addLegend(offset=(10, 10), labelTextSize="9pt",
-                                          labelTextColor="#222",
-                                          brush=pg.mkBrush(255, 255, 255, 210),
-                                          pen=pg.mkPen("#bbb"))
+        self.legend = self.item.addLegend(offset=(10, 10), **legend_style())
         self.image = pg.ImageItem()
         self.image.setZValue(-10)
         self.item.addItem(self.image)

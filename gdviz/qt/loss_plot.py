@@ -10,8 +10,8 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from ..core.model import Run
-from .plot_style import (FastCurve, Marker, PeakDecimator, TimedPlotWidget, cache_axes,
-                         finite_bounds, legend_entries, legend_label, sticky_range)
+from .plot_style import (FastCurve, Marker, PeakDecimator, finite_bounds, legend_entries,
+                         legend_label, legend_style, new_plot, sticky_range)
 
 
 class LossPlotView(QWidget):
@@ -37,19 +37,11 @@ class LossPlotView(QWidget):
         header.addWidget(self.note, 1)
         layout.addLayout(header)
 
-        self.plot = TimedPlotWidget(background="w")
-        item = self.plot.getPlotItem()
-        item.showGrid(x=True, y=True, alpha=0.25)
+        self.plot, item = new_plot()
         item.setLabel("bottom", "step")
         item.setLabel("left", "loss")
-        # One scale only: pyqtgraph would add an "x1e+27" to the label besides the ticks.
-        item.getAxis("left").enableAutoSIPrefix(False)
-        item.getAxis("bottom").enableAutoSIPrefix(False)
-        cache_axes(item)
-        item.hideButtons()
         item.disableAutoRange()  # ranges move with hysteresis instead (see plot_style)
-        self.legend = item.addLegend(offset=(-10, 10), labelTextSize="9pt", labelTextColor="#222",
-                                     brush=pg.mkBrush(255, 255, 255, 210), pen=pg.mkPen("#bbb"))
+        self.legend = item.addLegend(offset=(-10, 10), **legend_style())
         self.legend.hide()
         # Curves painted in C++ (FastCurve), decimated here as they grow (PeakDecimator):
         # with a curve per run, pyqtgraph's own curve items cost more in Python than the

@@ -16,7 +16,7 @@ from PySide6.QtWidgets import QVBoxLayout, QWidget
 
 from ..core.model import Run
 from ..core.schedules import rates
-from .plot_style import FastCurve, TimedPlotWidget, cache_axes
+from .plot_style import FastCurve, new_plot
 
 PLAN_POINTS = 1200   # the planned curve is drawn from this many steps at most
 
@@ -54,14 +54,8 @@ class LrPlotView(QWidget):
         self.setObjectName("lrPlot")
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        self.plot = TimedPlotWidget(background="w")
-        item = self.plot.getPlotItem()
-        item.showGrid(x=True, y=True, alpha=0.25)
+        self.plot, item = new_plot()
         item.setLabel("left", "lr")
-        item.getAxis("left").enableAutoSIPrefix(False)
-        item.getAxis("bottom").enableAutoSIPrefix(False)
-        cache_axes(item)
-        item.hideButtons()
         item.setMouseEnabled(x=False, y=False)
         item.disableAutoRange()
         self.plot.setToolTip("The learning rate of each step: faint, the whole schedule up to "

@@ -17,9 +17,9 @@ import numpy as np
 
 from PySide6.QtCore import QByteArray, QSettings, QSignalBlocker, Qt, Signal
 from PySide6.QtGui import QAction, QKeySequence, QShortcut
-from PySide6.QtWidgets import (QApplication, QFileDialog, QLabel, QMainWindow, QMenu,
-                               QMessageBox, QScrollArea, QSizePolicy, QSplitter, QTabWidget,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QApplication, QLabel, QMainWindow, QMenu, QMessageBox,
+                               QScrollArea, QSizePolicy, QSplitter, QTabWidget, QVBoxLayout,
+                               QWidget)
 
 from ..core.errors import GdvizError
 from ..core.model import RunSettings, describe_optimizer

@@ -31,6 +31,26 @@ def cache_axes(plot_item: pg.PlotItem) -> None:
         axis.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
 
 
+def new_plot(grid_alpha: float = 0.25) -> tuple["TimedPlotWidget", pg.PlotItem]:
+    """A white plot as every view has it: a faint grid, cached dark axes that write plain
+    numbers (pyqtgraph would add an "x1e+27" to the label besides the ticks), and no
+    auto-range button (each view manages its ranges)."""
+    widget = TimedPlotWidget(background="w")
+    item = widget.getPlotItem()
+    item.showGrid(x=True, y=True, alpha=grid_alpha)
+    for name in ("left", "bottom"):
+        item.getAxis(name).enableAutoSIPrefix(False)
+    cache_axes(item)
+    item.hideButtons()
+    return widget, item
+
+
+def legend_style(alpha: int = 210) -> dict:
+    """The keyword arguments of every legend: small dark text on a light, see-through box."""
+    return {"labelTextSize": "9pt", "labelTextColor": "#222",
+            "brush": pg.mkBrush(255, 255, 255, alpha), "pen": pg.mkPen("#bbb")}
+
+
 def sticky_range(current: tuple[float, float], lo: float, hi: float, log: bool = False,
                  grow: float = 0.15) -> tuple[float, float] | None:
     """A new (lo, hi) view range when [lo, hi] escapes ``current`` or fills less than a third

@@ -22,6 +22,8 @@ from PySide6.QtCore import QRectF, Qt
 from PySide6.QtGui import QBrush, QColor, QPen
 from PySide6.QtWidgets import QGraphicsEllipseItem, QGraphicsItem
 
+from .plot_style import legend_style
+
 #: (name prefix, colour, length in pixels, shaft width)
 STYLES = {"−∇L": ("#d81b60", 95, 2), "Δθ": ("#000000", 60, 4),
           "exp_avg": ("#ff8f00", 78, 3), "momentum": ("#ff8f00", 78, 3)}
@@ -51,8 +53,7 @@ class StateArrows:
         self.ellipse.setBrush(QBrush(QColor(142, 36, 170, 45)))
         self.ellipse.setZValue(14)
         self.ellipse.hide()
-        self.legend = pg.LegendItem(offset=(10, -10), labelTextSize="9pt", labelTextColor="#222",
-                                    brush=pg.mkBrush(255, 255, 255, 225), pen=pg.mkPen("#bbb"))
+        self.legend = pg.LegendItem(offset=(10, -10), **legend_style(225))
         self.legend.setParentItem(plot.getViewBox())
         self.legend.setZValue(30)
         self.legend.hide()

@@ -36,8 +36,8 @@ from ..core.history import ColumnLayout
 from ..core.model import Run
 from .basin_layer import BasinLayer
 from .state_arrows import StateArrows
-from .plot_style import (FastCurve, Marker, TimedPlotWidget, cache_axes, finite_bounds,
-                         legend_entries, legend_label, sticky_range)
+from .plot_style import (FastCurve, Marker, finite_bounds, legend_entries, legend_label,
+                         legend_style, new_plot, sticky_range)
 
 GRID_2D = 120
 BASIN_GRID = 200
@@ -235,19 +235,11 @@ class TrajectoryView(QWidget):
             row.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
             layout.addWidget(row)
 
-        self.plot = TimedPlotWidget(background="w")
-        self.item = self.plot.getPlotItem()
-        self.item.showGrid(x=True, y=True, alpha=0.2)
-        for name in ("left", "bottom"):
-            self.item.getAxis(name).enableAutoSIPrefix(False)
-        cache_axes(self.item)
-        self.item.hideButtons()  # our Fit button replaces pyqtgraph's auto-range "A"
+        self.plot, self.item = new_plot(grid_alpha=0.2)  # our Fit button replaces "A"
         layout.addWidget(self.plot, 1)
         # One legend for the plot's life (pyqtgraph keeps returning the first one it made):
         # the runs in the landscape modes, the elements in the parameters plot.
-        self.legend = self.item.addLegend(offset=(10, 10), labelTextSize="9pt", verSpacing=-5,
-                                          labelTextColor="#222", brush=pg.mkBrush(255, 255, 255, 210),
-                                          pen=pg.mkPen("#bbb"))
+        self.legend = self.item.addLegend(offset=(10, 10), verSpacing=-5, **legend_style())
         self.legend.hide()
         self.legend.mouseDragEvent = self._on_legend_dragged
         self._legend_corner = (0, 0)
