@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtGui import QColor
+from PySide6.QtGui import QColor, QFontMetrics
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 
 from ..core.model import Run
@@ -35,10 +35,16 @@ def planned_steps(total: int) -> np.ndarray:
 
 
 def _needed_width(axis: pg.AxisItem) -> int:
-    """The width a left axis would take by itself (pyqtgraph's own rule, from the widest
-    tick text it drew), so that a fixed width never cuts a label."""
+    """The width a left axis would take by itself (pyqtgraph's own rule), so that a fixed
+    width never cuts a label: from the widest tick text it drew, or will draw for its
+    range now (an axis not drawn since its range changed has not measured its text)."""
     style = axis.style
     width = axis.textWidth if style["autoExpandTextSpace"] else style["tickTextWidth"]
+    lo, hi = axis.range
+    metrics = QFontMetrics(style["tickFont"] or axis.font())
+    for spacing, values in axis.tickValues(lo, hi, max(axis.size().height(), 1.0)):
+        for text in axis.tickStrings(values, axis.autoSIPrefixScale, spacing):
+            width = max(width, metrics.horizontalAdvance(text))
     width += style["tickTextOffset"][0] + max(0, style["tickLength"])
     if axis.label.isVisible():
         width += axis.label.boundingRect().height() * 0.8
