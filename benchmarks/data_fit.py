@@ -70,6 +70,15 @@ def gdviz_run(data: Dataset, steps: int, device: str) -> float:
 
 
 def peak_rss_mb() -> float:
+    """This process's peak resident memory. On Linux its own memory's high-water mark:
+    ru_maxrss also counts the parent's memory that a spawned child shared before exec."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

@@ -17,6 +17,10 @@ start with the recorded gradients: the same result as checking every step.
 Each step evaluates the point it moves to, so at the end of a batch the current point's
 loss and gradient are known and checked: a run never rests on a point whose loss is not
 finite, and the next batch starts by updating with the gradient already computed.
+
+On large data on the CPU, a full-data pass whose loss is a mean over the rows goes chunk by
+chunk (see CHUNK_VALUES and rowwise.py): the same loss and gradient, with temporaries of
+a chunk's size rather than the data's.
 """
 
 from __future__ import annotations
@@ -41,6 +45,15 @@ from .updates import UpdateGroup, group_key, rule_of
 #: At most this many numbers are recorded per batch (rows x runs x columns), so a huge set
 #: of runs or parameters yields smaller batches instead of a huge one.
 _MAX_BATCH_VALUES = 8_000_000
+
+#: On the CPU, a pass over the full data whose loss is a mean over its rows goes in chunks
+#: of about this many values per temporary (rows x runs; 1 MB of float32), each chunk's
+#: loss and gradient weighted by its share of the rows: every operation's temporaries are
+#: then that size instead of the data's, and the heap stays near the data's own size (see
+#: rowwise.py). No fewer than CHUNK_MIN_ROWS rows a chunk, so that a large race does not
+#: drown in per-chunk overhead.
+CHUNK_VALUES = 1 << 18
+CHUNK_MIN_ROWS = 1 << 14
 
 
 class Engine:
@@ -82,6 +95,7 @@ class Engine:
             [np.arange(slices[n].start, slices[n].stop) for n in frozen] or [np.zeros(0, int)])
         self._frozen_slices = self.layout.slices(frozen)
         self._packed: _Packed | None = None
+        self._chunk_plans: dict[int, list[tuple[int, int, float, Callable]] | None] = {}
 
     # --- the set of runs ----------------------------------------------------------------
 
@@ -171,7 +185,7 @@ class Engine:
         flat = torch.as_tensor(row[:, self._trainable_cols], dtype=torch.float32, device=self.device)
         frozen = torch.as_tensor(row[:, self._frozen_cols], dtype=torch.float32, device=self.device)
         with torch.no_grad():
-            return float(self._loss_fn({**self._views(flat, frozen), **self._data})[0])
+            return float(self._full_loss(flat, frozen)[0])
 
     # --- stepping -----------------------------------------------------------------------
 
@@ -313,16 +327,13 @@ class Engine:
             env[n] = frozen[:, sl].view((rows,) + shapes[n])
         return env
 
-    def _env(self, flat: torch.Tensor, frozen: torch.Tensor, steps: np.ndarray | None,
-             shared: bool) -> tuple[dict[str, torch.Tensor], Callable]:
-        """The forward pass's inputs and loss function: the parameters, and the data (the
-        full columns, or each row's mini-batch of step ``steps[row]``; one batch for all
-        rows when they are at the same step, ``shared``)."""
+    def _batch_env(self, flat: torch.Tensor, frozen: torch.Tensor, steps: np.ndarray,
+                   shared: bool) -> tuple[dict[str, torch.Tensor], Callable]:
+        """A mini-batch step's inputs and loss function: the parameters, and each row's
+        mini-batch of step ``steps[row]`` (one batch for all rows when they are at the same
+        step, ``shared``)."""
         env = self._views(flat, frozen)
         sampler = self._sampler
-        if sampler is None or steps is None:
-            env.update(self._data)
-            return env, self._loss_fn
         if shared:
             idx = sampler.indices(int(steps[0]))
             env.update({n: col.index_select(0, idx) for n, col in self._data.items()})
@@ -334,13 +345,17 @@ class Engine:
     def _evaluate(self, flat: torch.Tensor, frozen: torch.Tensor, seed: torch.Tensor,
                   steps: np.ndarray | None = None, shared: bool = True
                   ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The loss of every run and its gradient (flat), in one forward and one backward,
-        on the data of step ``steps[row]`` for each row."""
+        """The loss of every run and its gradient (flat): on the full data (one forward and
+        one backward, or one per chunk of rows), or on each row's mini-batch of step
+        ``steps[row]``."""
         flat.requires_grad_()
-        env, fn = self._env(flat, frozen, steps, shared)
-        loss = fn(env)
-        if loss.requires_grad:
-            _backward(loss, seed)
+        if self._sampler is None or steps is None:
+            loss = self._full_loss(flat, frozen, seed)
+        else:
+            env, fn = self._batch_env(flat, frozen, steps, shared)
+            loss = fn(env)
+            if loss.requires_grad:
+                _backward(loss, seed)
         grad = flat.grad if flat.grad is not None else torch.zeros_like(flat)
         flat.grad = None
         flat.requires_grad_(False)
@@ -355,8 +370,44 @@ class Engine:
         hit = steps % sampler.per_epoch == 0
         if hit.any():
             with torch.no_grad():
-                env = {**self._views(flat.detach(), packed.frozen), **self._data}
-                out.append((steps.copy(), hit, self._loss_fn(env)))
+                out.append((steps.copy(), hit, self._full_loss(flat.detach(), packed.frozen)))
+
+    def _full_loss(self, flat: torch.Tensor, frozen: torch.Tensor,
+                   seed: torch.Tensor | None = None) -> torch.Tensor:
+        """Every row's loss on the full data (detached); with ``seed``, its gradient too
+        (accumulated into ``flat.grad``). In chunks of rows where CHUNK_VALUES says so."""
+        chunks = self._chunks(len(flat))
+        if chunks is None:
+            loss = self._loss_fn({**self._views(flat, frozen), **self._data})
+            if seed is not None and loss.requires_grad:
+                _backward(loss, seed)
+            return loss.detach()
+        total = None
+        for start, stop, share, fn in chunks:
+            env = self._views(flat, frozen)  # views made anew: each chunk's graph is its own
+            env.update({n: col[start:stop] for n, col in self._data.items()})
+            loss = fn(env)
+            if seed is not None and loss.requires_grad:
+                _backward(loss, seed * share)
+            part = loss.detach() * share
+            total = part if total is None else total + part
+        return total
+
+    def _chunks(self, runs: int) -> list[tuple[int, int, float, Callable]] | None:
+        """The full data's chunks for ``runs`` runs (start, stop, share of the rows, loss
+        plan), or None for one pass over every row: on CUDA (whose caching allocator has no
+        such heap), with data small enough, or a loss that is not a mean over the rows."""
+        if runs not in self._chunk_plans:
+            rows, plans = self.problem.data_rows, None
+            size = max(CHUNK_MIN_ROWS, CHUNK_VALUES // max(1, runs))
+            if self.problem.mean_over_rows and self.device.type == "cpu" and rows > size:
+                # equal chunks (sizes differ by one row at most): one or two plans
+                count = -(-rows // size)
+                bounds = [rows * k // count for k in range(count + 1)]
+                plans = [(a, b, (b - a) / rows, self.problem.batched_loss(b - a))
+                         for a, b in zip(bounds, bounds[1:])]
+            self._chunk_plans[runs] = plans
+        return self._chunk_plans[runs]
 
     def _update(self, packed: "_Packed", flat: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
         if len(packed.groups) == 1:

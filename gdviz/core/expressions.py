@@ -439,7 +439,7 @@ class Expression:
         run = _runner([ins.value if ins.kind == "const" else None for ins in self.program],
                       loads, indexed, ops)
         if dep[-1]:
-            extra = rank - len(event[-1]) if _is_reduction(self.program[-1]) is None else 0
+            extra = rank - len(event[-1]) if reduction_spec(self.program[-1]) is None else 0
             return (lambda env: run(env)[-1].flatten(0, extra)) if extra else (
                 lambda env: run(env)[-1])
         refs = sorted(batched)
@@ -468,7 +468,7 @@ class Expression:
         return fn(env)
 
 
-def _is_reduction(ins: Instr) -> FunctionSpec | None:
+def reduction_spec(ins: Instr) -> FunctionSpec | None:
     """The spec of a call that reduces its arguments to one number, else None."""
     spec = FUNCTIONS.get(ins.value) if ins.kind == "call" else None
     if spec is not None and (spec.pointwise or (spec.reduce and len(ins.args) == 1)):
@@ -479,7 +479,7 @@ def _is_reduction(ins: Instr) -> FunctionSpec | None:
 def _batched_fn(ins: Instr, dims: tuple[int, ...], keepdim: bool) -> Callable[..., Any]:
     """The instruction's function on values laid out (R, 1, ..., *event), the event dims
     being ``dims``: elementwise functions are unchanged; reductions keep the run dim."""
-    spec = _is_reduction(ins)
+    spec = reduction_spec(ins)
     if spec is None:
         return ins.fn
     if spec.pointwise is not None:

@@ -13,6 +13,7 @@ from .expressions import Expression, compile_expression
 from .history import ColumnLayout
 from .initializers import make_initial_value
 from .params import DEFAULT_LOSS, ParamSpec
+from .rowwise import mean_over_rows
 from .data import Dataset
 from .records import ProblemInfo
 
@@ -115,6 +116,10 @@ class Problem:
         self.layout = ColumnLayout(self.shapes, tuple(self.trainable))
         self._plans: dict[tuple[int, bool], Callable] = {}
         self._data_on: dict[tuple, dict[str, torch.Tensor]] = {}
+        #: whether the loss is a mean over the data's rows of terms each row makes alone,
+        #: so that a pass over the data may go chunk by chunk (see rowwise.py)
+        self.mean_over_rows = mean_over_rows(self.function, self.loss, self.data_columns,
+                                             self.shapes)
         self._check_backward()
 
     @property
