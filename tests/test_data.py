@@ -45,6 +45,43 @@ def test_bad_data_says_where(text, message):
     assert message in str(info.value)
 
 
+def test_large_files_are_read_in_blocks_with_the_right_rows_named(tmp_path):
+    rows = 200_003  # four blocks and a bit
+    x = np.arange(rows) / 7
+    body = "\n".join(f"{float(v)!r},{float(2 * v)!r}," for v in x)  # a trailing delimiter
+    path = tmp_path / "big.csv"
+    path.write_text("x,t,\n" + body + "\n\n")
+    data = read_csv(path)
+    assert data.names == ["x", "t"] and data.rows == rows
+    np.testing.assert_array_equal(data.columns["x"], x)
+    np.testing.assert_array_equal(data.columns["t"], 2 * x)
+    lines = ("x,t\n" + body.replace(",\n", "\n").rstrip(",")).splitlines()
+    for bad_row, cell, message in [(150_000, "oops", "is 'oops', not a number"),
+                                   (199_999, "", "is empty"), (70_000, "inf", "is inf")]:
+        broken = list(lines)
+        broken[bad_row - 1] = f"1,{cell}"
+        with pytest.raises(DataError, match=f"row {bad_row}, column 't' of 'p.csv' {message}"):
+            parse_csv("\n".join(broken), "p.csv")
+    broken = list(lines)
+    broken[131_073 - 1] = "1"
+    with pytest.raises(DataError, match="row 131073 of 'p.csv' has 1 cell; the header has 2"):
+        parse_csv("\n".join(broken), "p.csv")
+
+
+@settings(max_examples=60, deadline=None, database=None)
+@given(st.lists(st.lists(st.floats(allow_nan=False, allow_infinity=False, width=64),
+                         min_size=2, max_size=2), min_size=1, max_size=30),
+       st.lists(st.integers(0, 30), max_size=5), st.sampled_from([",", ";", "\t"]),
+       st.sampled_from(["\n", "\r\n"]))
+def test_any_table_of_numbers_reads_back_exactly(table, blanks, delimiter, newline):
+    lines = [f"a{delimiter}b"] + [delimiter.join(repr(v) for v in row) for row in table]
+    for k in sorted(blanks, reverse=True):
+        lines.insert(min(k, len(lines) - 1) + 1, "")  # blank lines anywhere after the header
+    data = parse_csv(newline.join(lines) + newline, "p.csv")
+    np.testing.assert_array_equal(np.c_[data.columns["a"], data.columns["b"]],
+                                  np.array(table, dtype=np.float64))
+
+
 def test_files_that_cannot_be_read(tmp_path):
     with pytest.raises(DataError, match="does not exist"):
         read_csv(tmp_path / "missing.csv")

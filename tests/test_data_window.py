@@ -4,6 +4,7 @@ type the model, choose a batch size, press Step, and watch the fit over the data
 import numpy as np
 from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent
+from PySide6.QtWidgets import QApplication
 
 from conftest import wait_state
 from gdviz.core.presets import load_preset
@@ -96,6 +97,25 @@ def test_a_bad_file_gets_a_message_naming_the_cell_and_nothing_is_lost(qtbot, wi
     assert window.controller.session is before and window.controller.session.data is None
     assert not window.bottomTabs.isTabVisible(window.bottomTabs.indexOf(window.dataView))
     assert window.controls.playButton.isEnabled()
+    assert QApplication.overrideCursor() is None  # the wait cursor went with the error
+
+
+def test_reading_a_file_shows_a_wait_cursor_and_says_so(qtbot, window, tmp_path):
+    path = tmp_path / "points.csv"
+    path.write_text(LINE)
+    seen = []
+    load = window.controller.set_data
+
+    def watched(source):
+        cursor = QApplication.overrideCursor()
+        seen.append((cursor.shape() if cursor else None, window.messageLabel.text()))
+        return load(source)
+
+    window.controller.set_data = watched
+    open_data_from_menu(window, path)
+    assert seen == [(Qt.CursorShape.WaitCursor, "Reading points.csv…")]
+    assert QApplication.overrideCursor() is None
+    assert "Fitting points.csv" in window.messageLabel.text()
 
 
 def test_a_batch_size_gives_epochs_on_the_loss_plot_and_in_the_status_bar(qtbot, window):

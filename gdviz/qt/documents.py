@@ -4,10 +4,12 @@ unsaved-changes prompt. The window's title follows the document."""
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterator
 
-from PySide6.QtCore import QObject, QSettings
+from PySide6.QtCore import QObject, QSettings, Qt
+from PySide6.QtWidgets import QApplication
 
 from ..core.errors import GdvizError
 from ..core.presets import load_preset
@@ -66,13 +68,26 @@ class Documents(QObject):
 
     # --- opening ------------------------------------------------------------------------
 
+    @contextmanager
+    def _busy(self, message: str) -> Iterator[None]:
+        """A wait cursor, and ``message`` on screen, while a file is read on this thread (a
+        million-row CSV takes a second or two); the cursor comes back whatever happens."""
+        self.window.show_message(message)
+        self.window.messageLabel.repaint()  # now: no events run until the file is read
+        QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
+        try:
+            yield
+        finally:
+            QApplication.restoreOverrideCursor()
+
     def open(self, path: str | Path) -> bool:
         """Open a session file; on any error the window keeps what it had and says why."""
         path = Path(path)
         try:
-            session = Session.load(path)
-            self.window.pause_and_wait()
-            self.controller.load_session(session)
+            with self._busy(f"Opening {path.name}…"):
+                session = Session.load(path)
+                self.window.pause_and_wait()
+                self.controller.load_session(session)
         except GdvizError as exc:
             self.window.report_error(f"Cannot open {path.name}", str(exc))
             return False
@@ -196,8 +211,9 @@ class Documents(QObject):
         why (the row and column of a bad cell)."""
         path = Path(path)
         try:
-            self.window.pause_and_wait()
-            self.controller.set_data(DataSource(path=str(path.resolve())))
+            with self._busy(f"Reading {path.name}…"):
+                self.window.pause_and_wait()
+                self.controller.set_data(DataSource(path=str(path.resolve())))
         except GdvizError as exc:
             self.window.report_error(f"Cannot use {path.name} as data", str(exc))
             return False
