@@ -195,9 +195,10 @@ def _read_blocks(reader, shown: str) -> tuple[list[str], list[list], int]:
         header = _checked_header(header, shown)
         blocks: list[list] = [[] for _ in header]
         while lines_read := list(itertools.islice(reader, _BLOCK_ROWS)):
-            block = [line for line in lines_read if not _blank(line)]
-            ragged = next((k for k, line in enumerate(block) if len(line) != len(header)), None)
-            if ragged is not None:
+            block = [line for line in lines_read
+                     if line and (line[0].strip() or not _blank(line))]  # the usual line fast
+            if set(map(len, block)) - {len(header)}:
+                ragged = next(k for k, line in enumerate(block) if len(line) != len(header))
                 cells = len(block[ragged])
                 raise DataError(f"row {rows + ragged + 2} of '{shown}' has {cells} cell"
                                 f"{'s' * (cells != 1)}; the header has {len(header)}")

@@ -374,14 +374,16 @@ class Engine:
 
     def _full_loss(self, flat: torch.Tensor, frozen: torch.Tensor,
                    seed: torch.Tensor | None = None) -> torch.Tensor:
-        """Every row's loss on the full data (detached); with ``seed``, its gradient too
-        (accumulated into ``flat.grad``). In chunks of rows where CHUNK_VALUES says so."""
+        """Every row's loss on the full data; with ``seed``, its gradient too (accumulated
+        into ``flat.grad``). In chunks of rows where CHUNK_VALUES says so."""
         chunks = self._chunks(len(flat))
         if chunks is None:
-            loss = self._loss_fn({**self._views(flat, frozen), **self._data})
+            env = self._views(flat, frozen)
+            env.update(self._data)
+            loss = self._loss_fn(env)
             if seed is not None and loss.requires_grad:
                 _backward(loss, seed)
-            return loss.detach()
+            return loss
         total = None
         for start, stop, share, fn in chunks:
             env = self._views(flat, frozen)  # views made anew: each chunk's graph is its own
@@ -397,7 +399,9 @@ class Engine:
         """The full data's chunks for ``runs`` runs (start, stop, share of the rows, loss
         plan), or None for one pass over every row: on CUDA (whose caching allocator has no
         such heap), with data small enough, or a loss that is not a mean over the rows."""
-        if runs not in self._chunk_plans:
+        try:
+            return self._chunk_plans[runs]
+        except KeyError:
             rows, plans = self.problem.data_rows, None
             size = max(CHUNK_MIN_ROWS, CHUNK_VALUES // max(1, runs))
             if self.problem.mean_over_rows and self.device.type == "cpu" and rows > size:
@@ -407,7 +411,7 @@ class Engine:
                 plans = [(a, b, (b - a) / rows, self.problem.batched_loss(b - a))
                          for a, b in zip(bounds, bounds[1:])]
             self._chunk_plans[runs] = plans
-        return self._chunk_plans[runs]
+            return plans
 
     def _update(self, packed: "_Packed", flat: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
         if len(packed.groups) == 1:
