@@ -23,7 +23,7 @@ from typing import Any, Callable
 import numpy as np
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
-from ..core.analysis.landscape import LandscapeGrid, landscape_grid
+from ..core.analysis.landscape import LandscapeGrid
 from ..core.errors import ExpressionError, GdvizError
 from ..core.model import Run, RunSet, RunSettings, comparison_runs, ramp_color
 from ..core.params import ParamSpec
@@ -33,6 +33,7 @@ from ..core.schedules import Schedule, check_clip_norm
 from ..core.session import (DataSource, Session, apply_overrides, build_runset,
                             session_from_runset)
 from ..core.status import Status
+from .landscape_pieces import LandscapeJob, next_piece
 from .worker import EngineWorker
 
 # Nothing here imports torch: the worker thread does, when it builds the first problem, so
@@ -100,6 +101,7 @@ class TrainingController(QObject):
         self._undo: list[Session] = []
         self._redo: list[Session] = []  # what an undo replaced, until the next change
         self._callbacks: dict[int, tuple] = {}
+        self._landscape_job: LandscapeJob | None = None
         self._state = "idle"
 
         self._thread = QThread()
@@ -648,14 +650,26 @@ class TrainingController(QObject):
 
     def request_landscape(self, base: np.ndarray, indices: list[int], xs: np.ndarray,
                           ys: np.ndarray | None, token: int) -> None:
-        generation = self.generation
+        """The loss over a grid, in pieces on large data (see landscape_pieces.py); the
+        answers come through ``landscapeReady``. A newer request cancels this one."""
+        if self._landscape_job is not None:
+            self._landscape_job.cancelled = True
+        job = self._landscape_job = LandscapeJob(
+            token, self.generation, np.asarray(base, dtype=np.float64).copy(), list(indices),
+            np.asarray(xs, dtype=np.float64), None if ys is None else np.asarray(ys, dtype=np.float64))
+        self._request_landscape_piece(job)
 
-        def compute(w: EngineWorker) -> LandscapeGrid | None:
-            if w.generation != generation or w.problem is None:
-                return None
-            return landscape_grid(w.problem, base, indices, xs, ys, token)
+    def _request_landscape_piece(self, job: LandscapeJob) -> None:
+        def answered(answer: tuple[LandscapeGrid | None, bool]) -> None:
+            grid, finished = answer
+            if job.cancelled:
+                return
+            if grid is not None:
+                self.landscapeReady.emit(grid)
+            if not finished:
+                self._request_landscape_piece(job)
 
-        self.request(compute, lambda grid: grid is not None and self.landscapeReady.emit(grid))
+        self.request(lambda w: next_piece(job, w), answered)
 
     def request_graph(self, flat: np.ndarray, token: int) -> None:
         generation = self.generation
