@@ -49,6 +49,7 @@ def test_a_costly_grid_comes_coarse_then_whole(monkeypatch, two_d):
 
 
 def test_a_cheap_grid_is_one_answer_and_huge_data_gets_fewer_points(monkeypatch):
+    monkeypatch.setattr(landscape_pieces, "PIECE_VALUES", 500 * 120 * 120)
     worker = SimpleNamespace(generation=1, problem=line_problem(500))
     grid, finished = next_piece(job_for(np.linspace(0, 1, 120), np.linspace(0, 1, 120)), worker)
     assert finished and grid.z.shape == (120, 120)

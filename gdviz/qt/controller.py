@@ -21,7 +21,7 @@ import time
 from typing import Any, Callable
 
 import numpy as np
-from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtCore import QObject, QThread, QTimer, Signal, Slot
 
 from ..core.analysis.landscape import LandscapeGrid
 from ..core.errors import ExpressionError, GdvizError
@@ -666,7 +666,12 @@ class TrainingController(QObject):
                 return
             if grid is not None:
                 self.landscapeReady.emit(grid)
-            if not finished:
+            if finished:
+                return
+            if self.running:  # the run first: as long a pause as the piece took
+                QTimer.singleShot(max(1, round(1000 * job.seconds)), self,
+                                  lambda: job.cancelled or self._request_landscape_piece(job))
+            else:
                 self._request_landscape_piece(job)
 
         self.request(lambda w: next_piece(job, w), answered)

@@ -5,10 +5,12 @@ million rows took a minute of the worker, and a run's Play waited behind it. So 
 whose cost (points x rows) is more than one piece's is made in steps, each request
 answered before the next is posted (a run's batches and other requests go in between):
 
-- a coarse grid first (a quarter of the side), drawn at once;
-- then the full grid, a few grid rows per request, drawn when complete;
+- a coarse grid first (a quarter of the side), then the full grid, each a few points per
+  request and drawn when complete;
 - the full grid's side is lowered on data too large for it (LANDSCAPE_VALUES), so that
-  the map comes within seconds; a newer request (pan, zoom, a moved run) cancels the job.
+  the map comes within seconds; a newer request (pan, zoom, a moved run) cancels the job;
+- while a run plays, the next piece is asked for only after as long as the last one took
+  (``JOB.seconds``), so that the run keeps at least half of the worker.
 
 Nothing here imports torch: the core is imported inside the functions the worker runs.
 """
@@ -16,6 +18,7 @@ Nothing here imports torch: the core is imported inside the functions the worker
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -25,12 +28,14 @@ if TYPE_CHECKING:
     from ..core.analysis.landscape import LandscapeGrid
     from .worker import EngineWorker
 
-#: losses (points x rows of data) one piece computes: about a tenth of a second
-PIECE_VALUES = 20_000_000
-#: losses a whole grid may cost: its side is lowered on larger data (about 10 s)
-LANDSCAPE_VALUES = 2_000_000_000
+#: losses (points x rows of data) one piece computes: about as long as a run's batch
+PIECE_VALUES = 2_500_000
+#: losses a whole grid may cost: its side is lowered on larger data (about 5 s of pieces)
+LANDSCAPE_VALUES = 1_000_000_000
 #: the coarse grid's side is the full grid's divided by this
 COARSE_DIVISOR = 4
+
+Axes = tuple[np.ndarray, "np.ndarray | None"]
 
 
 @dataclass
@@ -45,36 +50,42 @@ class LandscapeJob:
     xs: np.ndarray
     ys: np.ndarray | None
     cancelled: bool = False
-    z: np.ndarray | None = None   # the full grid's losses so far (NaN where not computed)
-    done: int = 0                 # its grid rows (along xs) computed
+    stages: list[Axes] | None = None  # the grids still to compute, coarse first
+    z: np.ndarray | None = None       # the current one's losses so far
+    done: int = 0                     # its points computed (x major)
+    seconds: float = 0.0              # how long the last piece took
 
 
 def next_piece(job: LandscapeJob, w: "EngineWorker") -> tuple["LandscapeGrid | None", bool]:
-    """The job's next piece: ``(grid to draw or None, finished)``; (None, True) when the
-    job is cancelled or its problem has gone."""
+    """The job's next piece: ``(a grid to draw, or None until one is complete; finished)``;
+    (None, True) when the job is cancelled or its problem has gone."""
     if job.cancelled or w.generation != job.generation or w.problem is None:
         return None, True
-    from ..core.analysis.landscape import LandscapeGrid, landscape_grid
+    from ..core.analysis.landscape import (LandscapeGrid, grid_points, landscape_grid,
+                                           losses_at_points)
 
-    problem = w.problem
-    per_point = max(1, problem.data_rows)
+    per_point = max(1, w.problem.data_rows)
+    if job.stages is None:
+        xs, ys = _resampled(job.xs, job.ys, per_point)
+        if len(xs) * (1 if ys is None else len(ys)) * per_point <= PIECE_VALUES:
+            return landscape_grid(w.problem, job.base, job.indices, xs, ys, job.token), True
+        job.stages = [(_coarse(xs), None if ys is None else _coarse(ys)), (xs, ys)]
+    xs, ys = job.stages[0]
+    points = grid_points(xs, ys)
     if job.z is None:
-        job.xs, job.ys = _resampled(job.xs, job.ys, per_point)
-        side = (len(job.xs), 1 if job.ys is None else len(job.ys))
-        if side[0] * side[1] * per_point <= PIECE_VALUES:
-            return landscape_grid(problem, job.base, job.indices, job.xs, job.ys, job.token), True
-        job.z = np.full(side if job.ys is not None else side[:1], np.nan)
-        coarse_x = _coarse(job.xs)
-        coarse_y = None if job.ys is None else _coarse(job.ys)
-        return landscape_grid(problem, job.base, job.indices, coarse_x, coarse_y, job.token), False
-    width = 1 if job.ys is None else len(job.ys)
-    rows = max(1, PIECE_VALUES // (width * per_point))
-    part = slice(job.done, min(len(job.xs), job.done + rows))
-    job.z[part] = landscape_grid(problem, job.base, job.indices, job.xs[part], job.ys).z
+        job.z = np.full(len(points), np.nan)
+    part = slice(job.done, min(len(points), job.done + max(1, PIECE_VALUES // per_point)))
+    started = time.perf_counter()
+    job.z[part] = losses_at_points(w.problem, job.base, job.indices, points[part])
+    job.seconds = time.perf_counter() - started
     job.done = part.stop
-    if job.done < len(job.xs):
+    if job.done < len(points):
         return None, False
-    return LandscapeGrid(job.xs, job.ys, job.z, job.token), True
+    grid = LandscapeGrid(xs, ys, job.z if ys is None else job.z.reshape(len(xs), len(ys)),
+                         job.token)
+    job.stages.pop(0)
+    job.z, job.done = None, 0
+    return grid, not job.stages
 
 
 def _resampled(xs: np.ndarray, ys: np.ndarray | None, per_point: int

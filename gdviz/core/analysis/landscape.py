@@ -28,14 +28,22 @@ def landscape_grid(problem: "Problem", base: np.ndarray, indices: list[int], xs:
     """``base`` (a flat parameter row) with the elements at ``indices`` swept over the grid:
     one vectorized call per chunk."""
     xs = np.asarray(xs, dtype=np.float64)
+    ys = None if ys is None else np.asarray(ys, dtype=np.float64)
+    z = losses_at_points(problem, base, indices, grid_points(xs, ys))
+    return LandscapeGrid(xs, ys, z if ys is None else z.reshape(len(xs), len(ys)), token)
+
+
+def grid_points(xs: np.ndarray, ys: np.ndarray | None) -> np.ndarray:
+    """The grid's points, one per row, x major (z's order reshaped to (len(xs), len(ys)))."""
     if ys is None:
-        points = xs[:, None]
-    else:
-        gx, gy = np.meshgrid(xs, np.asarray(ys, dtype=np.float64), indexing="ij")
-        points = np.column_stack([gx.ravel(), gy.ravel()])
+        return np.asarray(xs, dtype=np.float64)[:, None]
+    gx, gy = np.meshgrid(xs, ys, indexing="ij")
+    return np.column_stack([gx.ravel(), gy.ravel()])
+
+
+def losses_at_points(problem: "Problem", base: np.ndarray, indices: list[int],
+                     points: np.ndarray) -> np.ndarray:
+    """The loss at ``base`` with the elements at ``indices`` set to each row of ``points``."""
     rows = np.repeat(np.asarray(base, dtype=np.float64)[None, :], len(points), axis=0)
     rows[:, indices] = points
-    z = problem.losses_at(rows)
-    if ys is not None:
-        z = z.reshape(len(xs), len(ys))
-    return LandscapeGrid(xs, None if ys is None else np.asarray(ys, dtype=np.float64), z, token)
+    return problem.losses_at(rows)
