@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from hypothesis import event, given, settings, strategies as st
 
-from gdviz.core import engine as engine_module
+from gdviz.core import rowwise
 from gdviz.core.data import Dataset
 from gdviz.core.engine import Engine
 from gdviz.core.errors import GdvizError
@@ -49,8 +49,8 @@ def test_which_losses_are_means_over_rows(function, loss, specs, separable):
 def losses_and_steps(problem, chunked, steps=3, runs=("sgd", "adam")):
     """The loss at the start and every run's values after a few steps, with the data in
     chunks of 10 rows or in one pass."""
-    saved = engine_module.CHUNK_VALUES, engine_module.CHUNK_MIN_ROWS
-    engine_module.CHUNK_VALUES, engine_module.CHUNK_MIN_ROWS = (10, 10) if chunked else (1 << 40, 1)
+    saved = rowwise.CHUNK_VALUES, rowwise.CHUNK_MIN_ROWS
+    rowwise.CHUNK_VALUES, rowwise.CHUNK_MIN_ROWS = (10, 10) if chunked else (1 << 40, 1)
     try:
         runset = RunSet(problem.layout, problem.initial_flat(), steps)
         for optimizer in runs:
@@ -64,7 +64,7 @@ def losses_and_steps(problem, chunked, steps=3, runs=("sgd", "adam")):
             runset.apply(batch)
         return used, start, np.stack([r.values for r in engine.export().values()])
     finally:
-        engine_module.CHUNK_VALUES, engine_module.CHUNK_MIN_ROWS = saved
+        rowwise.CHUNK_VALUES, rowwise.CHUNK_MIN_ROWS = saved
 
 
 def test_chunks_give_the_loss_and_steps_of_one_pass():
@@ -94,8 +94,8 @@ def test_mini_batches_and_epoch_losses_with_chunks():
     def fit(chunked):
         problem = Problem("w*x + b", "mse(y, t)", {"w": ParamSpec("0"), "b": ParamSpec("0")},
                           data=data, batch_size=16)
-        saved = engine_module.CHUNK_VALUES, engine_module.CHUNK_MIN_ROWS
-        engine_module.CHUNK_VALUES, engine_module.CHUNK_MIN_ROWS = \
+        saved = rowwise.CHUNK_VALUES, rowwise.CHUNK_MIN_ROWS
+        rowwise.CHUNK_VALUES, rowwise.CHUNK_MIN_ROWS = \
             (8, 8) if chunked else (1 << 40, 1)
         try:
             runset = RunSet(problem.layout, problem.initial_flat(), 20)
@@ -107,7 +107,7 @@ def test_mini_batches_and_epoch_losses_with_chunks():
                 runset.apply(batch)
             return [loss for _, loss in runset.runs[0].epoch_losses]
         finally:
-            engine_module.CHUNK_VALUES, engine_module.CHUNK_MIN_ROWS = saved
+            rowwise.CHUNK_VALUES, rowwise.CHUNK_MIN_ROWS = saved
 
     chunked, once = fit(True), fit(False)
     assert len(chunked) >= 4
@@ -155,3 +155,17 @@ def test_chunks_match_one_pass_wherever_the_analysis_allows_them(function, loss)
     np.testing.assert_allclose(values_chunked, values_once, rtol=1e-4, atol=1e-5,
                                equal_nan=True)
 
+
+
+def test_sweeps_and_lr_range_tests_go_in_chunks_with_the_same_results(monkeypatch):
+    from gdviz.core.analysis.lr_range import log_lrs, lr_range_test
+
+    problem = make_problem("w*x + b", "mse(y, t)", {"w": "0", "b": "0"})
+    lrs = log_lrs(1e-3, 3.0, 12)
+    once = lr_range_test(problem, "adam", {"lr": 0.1}, lrs=lrs, steps=20)
+    monkeypatch.setattr(rowwise, "CHUNK_VALUES", 40)
+    monkeypatch.setattr(rowwise, "CHUNK_MIN_ROWS", 10)
+    assert len(problem.chunked_losses(12, "cpu")) == 11
+    chunked = lr_range_test(problem, "adam", {"lr": 0.1}, lrs=lrs, steps=20)
+    np.testing.assert_allclose(chunked.final_loss, once.final_loss, rtol=1e-4, equal_nan=True)
+    assert chunked.suggested_lr == pytest.approx(once.suggested_lr)

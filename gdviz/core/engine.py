@@ -19,8 +19,8 @@ loss and gradient are known and checked: a run never rests on a point whose loss
 finite, and the next batch starts by updating with the gradient already computed.
 
 On large data on the CPU, a full-data pass whose loss is a mean over the rows goes chunk by
-chunk (see CHUNK_VALUES and rowwise.py): the same loss and gradient, with temporaries of
-a chunk's size rather than the data's.
+chunk (see Problem.chunked_losses and rowwise.py): the same loss and gradient, with
+temporaries of a chunk's size rather than the data's.
 """
 
 from __future__ import annotations
@@ -45,16 +45,6 @@ from .updates import UpdateGroup, group_key, rule_of
 #: At most this many numbers are recorded per batch (rows x runs x columns), so a huge set
 #: of runs or parameters yields smaller batches instead of a huge one.
 _MAX_BATCH_VALUES = 8_000_000
-
-#: On the CPU, a pass over the full data whose loss is a mean over its rows goes in chunks
-#: of about this many values per temporary (rows x runs; 1 MB of float32), each chunk's
-#: loss and gradient weighted by its share of the rows: every operation's temporaries are
-#: then that size instead of the data's, and the heap stays near the data's own size (see
-#: rowwise.py). No fewer than CHUNK_MIN_ROWS rows a chunk, so that a large race does not
-#: drown in per-chunk overhead.
-CHUNK_VALUES = 1 << 18
-CHUNK_MIN_ROWS = 1 << 14
-
 
 class Engine:
     """Owns the tensors and optimizer states of a set of runs of one :class:`Problem`."""
@@ -375,7 +365,7 @@ class Engine:
     def _full_loss(self, flat: torch.Tensor, frozen: torch.Tensor,
                    seed: torch.Tensor | None = None) -> torch.Tensor:
         """Every row's loss on the full data; with ``seed``, its gradient too (accumulated
-        into ``flat.grad``). In chunks of rows where CHUNK_VALUES says so."""
+        into ``flat.grad``). In chunks of rows where the problem says so."""
         chunks = self._chunks(len(flat))
         if chunks is None:
             env = self._views(flat, frozen)
@@ -396,21 +386,11 @@ class Engine:
         return total
 
     def _chunks(self, runs: int) -> list[tuple[int, int, float, Callable]] | None:
-        """The full data's chunks for ``runs`` runs (start, stop, share of the rows, loss
-        plan), or None for one pass over every row: on CUDA (whose caching allocator has no
-        such heap), with data small enough, or a loss that is not a mean over the rows."""
+        """The full data's chunks for ``runs`` runs (see Problem.chunked_losses)."""
         try:
             return self._chunk_plans[runs]
         except KeyError:
-            rows, plans = self.problem.data_rows, None
-            size = max(CHUNK_MIN_ROWS, CHUNK_VALUES // max(1, runs))
-            if self.problem.mean_over_rows and self.device.type == "cpu" and rows > size:
-                # equal chunks (sizes differ by one row at most): one or two plans
-                count = -(-rows // size)
-                bounds = [rows * k // count for k in range(count + 1)]
-                plans = [(a, b, (b - a) / rows, self.problem.batched_loss(b - a))
-                         for a, b in zip(bounds, bounds[1:])]
-            self._chunk_plans[runs] = plans
+            plans = self._chunk_plans[runs] = self.problem.chunked_losses(runs, self.device)
             return plans
 
     def _update(self, packed: "_Packed", flat: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:

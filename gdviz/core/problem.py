@@ -13,7 +13,7 @@ from .expressions import Expression, compile_expression
 from .history import ColumnLayout
 from .initializers import make_initial_value
 from .params import DEFAULT_LOSS, ParamSpec
-from .rowwise import mean_over_rows
+from .rowwise import mean_over_rows, row_chunks
 from .data import Dataset
 from .records import ProblemInfo
 
@@ -188,6 +188,20 @@ class Problem:
 
             self._plans[key] = losses
         return self._plans[key]
+
+    def chunked_losses(self, runs: int, device: torch.device | str
+                       ) -> list[tuple[int, int, float, Callable]] | None:
+        """The full-data loss of ``runs`` runs in chunks of rows, as (start, stop, share of
+        the rows, loss plan) each: the loss and its gradient are the chunks' weighted by
+        their shares, each chunk's temporaries that size rather than the data's. None for
+        one pass over every row: on CUDA (its caching allocator keeps large blocks, and large
+        kernels suit it), small data, or a loss that is not a mean over the rows."""
+        if not self.mean_over_rows or torch.device(device).type != "cpu":
+            return None
+        bounds = row_chunks(self.data_rows, runs)
+        if bounds is None:
+            return None
+        return [(a, b, (b - a) / self.data_rows, self.batched_loss(b - a)) for a, b in bounds]
 
     def _y_shape_for(self, rows: int) -> tuple[int, ...]:
         """y's shape when the data has ``rows`` rows (a mini-batch)."""

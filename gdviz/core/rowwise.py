@@ -27,6 +27,12 @@ import torch
 
 from .expressions import Expression, reduction_spec
 
+#: A pass over the full data goes in chunks of about this many values per temporary
+#: (rows x runs; 1 MB of float32), and no fewer than CHUNK_MIN_ROWS rows a chunk, so that
+#: a large race does not drown in per-chunk overhead.
+CHUNK_VALUES = 1 << 18
+CHUNK_MIN_ROWS = 1 << 14
+
 #: the state of a value that is a mean over the rows (a scalar per run), which chunks
 #: combine by their share of the rows
 MEAN = "mean"
@@ -56,6 +62,17 @@ def mean_over_rows(function: Expression, loss: Expression, columns: Collection[s
     except (_Mixed, RuntimeError, ValueError, TypeError, IndexError):
         return False
     return loss_axis == MEAN
+
+
+def row_chunks(rows: int, runs: int) -> list[tuple[int, int]] | None:
+    """Equal chunks (start, stop) of ``rows`` rows for ``runs`` runs at once, or None when
+    one pass over every row is small enough."""
+    size = max(CHUNK_MIN_ROWS, CHUNK_VALUES // max(1, runs))
+    if rows <= size:
+        return None
+    count = -(-rows // size)  # sizes differ by one row at most: one or two loss plans
+    bounds = [rows * k // count for k in range(count + 1)]
+    return list(zip(bounds, bounds[1:]))
 
 
 class _Mixed(Exception):

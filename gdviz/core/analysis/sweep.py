@@ -279,12 +279,15 @@ def _update_group(optimizer: str, hypers, rows: int, width: int,
 
 class _Evaluator:
     """The loss of every run and its gradient with respect to the trained elements, in one
-    forward and one backward pass. The trained elements come as one (columns, runs) tensor;
+    forward and one backward pass (one per chunk of rows on large data). The trained elements come as one (columns, runs) tensor;
     held elements are the base row's values, broadcast to every run without copies."""
 
     def __init__(self, problem: "Problem", base: np.ndarray, columns: list[int], rows: int,
                  device: torch.device):
         self.fn = problem.batched_loss()
+        # on large data, in chunks of rows (sized for every run: fewer later, as runs stop)
+        self.chunks = problem.chunked_losses(rows, device)
+        self.data = problem.data_on(torch.device(device))
         layout = problem.layout
         self.seed = torch.ones(rows, dtype=torch.float32, device=device)
         base_t = torch.as_tensor(base, dtype=torch.float32, device=device)
@@ -324,8 +327,23 @@ class _Evaluator:
 
     def __call__(self, flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         flat = flat.detach().requires_grad_()
-        loss = self.fn(self.env(flat))
-        grad = None
-        if loss.requires_grad:
-            grad, = torch.autograd.grad(loss, flat, self.seed[:flat.shape[1]], allow_unused=True)
-        return loss.detach(), torch.zeros_like(flat) if grad is None else grad
+        seed = self.seed[:flat.shape[1]]
+        if self.chunks is None:
+            loss = self.fn(self.env(flat))
+            grad = None
+            if loss.requires_grad:
+                grad, = torch.autograd.grad(loss, flat, seed, allow_unused=True)
+            return loss.detach(), torch.zeros_like(flat) if grad is None else grad
+        # the full data chunk by chunk (see Problem.chunked_losses)
+        total, grad = None, torch.zeros_like(flat)
+        for start, stop, share, fn in self.chunks:
+            env = self.env(flat)
+            env.update({n: col[start:stop] for n, col in self.data.items()})
+            loss = fn(env)
+            if loss.requires_grad:
+                part, = torch.autograd.grad(loss, flat, seed * share, allow_unused=True)
+                if part is not None:
+                    grad += part
+            loss = loss.detach() * share
+            total = loss if total is None else total + loss
+        return total, grad
