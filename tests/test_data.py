@@ -68,6 +68,16 @@ def test_large_files_are_read_in_blocks_with_the_right_rows_named(tmp_path):
         parse_csv("\n".join(broken), "p.csv")
 
 
+def test_blank_blocks_and_old_mac_line_ends(tmp_path):
+    # a trailing delimiter still drops its column after a whole block of blank lines
+    data = parse_csv("x,t,\n" + "1,2,\n" * 65_536 + ",,\n" * 70_000 + "3,4,\n", "p.csv")
+    assert data.names == ["x", "t"] and data.rows == 65_537
+    # lines ended by \r alone read the same from a file and from text
+    (tmp_path / "mac.csv").write_bytes(b"x,t\r1,2\r3,4\r")
+    for read in (read_csv(tmp_path / "mac.csv"), parse_csv("x,t\r1,2\r3,4\r")):
+        np.testing.assert_array_equal(read.columns["t"], [2, 4])
+
+
 @settings(max_examples=60, deadline=None, database=None)
 @given(st.lists(st.lists(st.floats(allow_nan=False, allow_infinity=False, width=64),
                          min_size=2, max_size=2), min_size=1, max_size=30),

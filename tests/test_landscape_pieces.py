@@ -59,13 +59,23 @@ def test_a_cheap_grid_is_one_answer_and_huge_data_gets_fewer_points(monkeypatch)
     assert grid.xs[0] == 0 and grid.xs[-1] == 1  # the same range, fewer points
 
 
-def test_a_cancelled_job_or_a_new_problem_stops_it():
+def test_a_cancelled_job_or_a_new_problem_stops_it_and_a_reset_does_not(monkeypatch):
+    monkeypatch.setattr(landscape_pieces, "PIECE_VALUES", 100 * 3)
     worker = SimpleNamespace(generation=1, problem=line_problem(100))
     job = job_for(np.linspace(0, 1, 10), None)
     job.cancelled = True
     assert next_piece(job, worker) == (None, True)
-    worker.generation = 2
+    worker.generation = 2  # asked for before a reset, answered after: dropped
     assert next_piece(job_for(np.linspace(0, 1, 10), None), worker) == (None, True)
+    job = LandscapeJob(7, 2, np.zeros(2), [0, 1], np.linspace(0, 1, 40), None)
+    assert next_piece(job, worker)[0] is None          # under way...
+    worker.generation = 3                              # ...a reset: the same problem
+    answers = [next_piece(job, worker) for _ in range(30)]
+    assert any(grid is not None and len(grid.xs) == 40 for grid, _ in answers)
+    job = LandscapeJob(8, 3, np.zeros(2), [0, 1], np.linspace(0, 1, 40), None)
+    next_piece(job, worker)
+    worker.problem = line_problem(100)                 # another problem: stop
+    assert next_piece(job, worker) == (None, True)
 
 
 def test_a_run_steps_while_the_landscape_is_computed(qtbot, window, tmp_path, monkeypatch):

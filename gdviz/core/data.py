@@ -150,7 +150,8 @@ def parse_csv(text: str, source: str = "") -> Dataset:
     shown = Path(source).name if source else "the data"
     if "\x00" in text:
         raise DataError(f"'{shown}' is not a text CSV file (it holds NUL bytes)")
-    return _parse(io.StringIO(text), text[:4096], shown, source)
+    # newline="": lines end at \n, \r\n or \r, as they do read from a file
+    return _parse(io.StringIO(text, newline=""), text[:4096], shown, source)
 
 
 def _parse(lines: Iterable[str], sample: str, shown: str, source: str) -> Dataset:
@@ -206,7 +207,7 @@ def _read_blocks(reader, shown: str) -> tuple[list[str], list[list], int]:
             if rows > MAX_ROWS:
                 raise DataError(f"'{shown}' has more than {MAX_ROWS:,} rows; gdviz fits at most "
                                 f"{MAX_ROWS:,}")
-            for i, column in enumerate(blocks):
+            for i, column in enumerate(blocks if block else ()):  # (a block of blank lines)
                 column.append(_numbers_or_cells([line[i] for line in block]))
     except csv.Error as exc:
         raise DataError(f"'{shown}' is not a readable CSV file (line {reader.line_num}: "

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -50,6 +50,7 @@ class LandscapeJob:
     xs: np.ndarray
     ys: np.ndarray | None
     cancelled: bool = False
+    problem: Any = None               # the worker's problem at the first piece
     stages: list[Axes] | None = None  # the grids still to compute, coarse first
     z: np.ndarray | None = None       # the current one's losses so far
     done: int = 0                     # its points computed (x major)
@@ -58,8 +59,12 @@ class LandscapeJob:
 
 def next_piece(job: LandscapeJob, w: "EngineWorker") -> tuple["LandscapeGrid | None", bool]:
     """The job's next piece: ``(a grid to draw, or None until one is complete; finished)``;
-    (None, True) when the job is cancelled or its problem has gone."""
-    if job.cancelled or w.generation != job.generation or w.problem is None:
+    (None, True) when the job is cancelled or its problem has gone. (A reset, which starts a
+    new generation on the same problem, leaves a job under way to finish.)"""
+    if job.problem is None and w.generation == job.generation:
+        job.problem = w.problem
+    if job.cancelled or job.problem is None or w.problem is not job.problem or \
+            job.stages == []:
         return None, True
     from ..core.analysis.landscape import (LandscapeGrid, grid_points, landscape_grid,
                                            losses_at_points)
