@@ -171,6 +171,24 @@ def test_lr_range_test_marks_the_edge_and_uses_the_chosen_lr(qtbot, window):
     assert window.problemPanel.lrSpin.value() == pytest.approx(view.chosen_lr)
 
 
+def test_play_stops_a_long_lr_range_test_and_says_so(qtbot, window):
+    window.load_session(load_preset("rosenbrock"))
+    view = window.lrRangeView
+    window.bottomTabs.setCurrentWidget(view)
+    view.lrMinSpin.setValue(1e-7)
+    view.lrMaxSpin.setValue(1e-5)   # small rates: no run settles, the test runs long
+    view.countSpin.setValue(10_000)
+    view.stepsSpin.setValue(100_000)
+    qtbot.mouseClick(view.runButton, Qt.MouseButton.LeftButton)
+    qtbot.wait(300)
+    qtbot.mouseClick(window.controls.playButton, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: window.controller.step > 0, timeout=20_000)  # the run got the worker
+    assert "was stopped: a run started" in view.summary.text()
+    assert view.result is None and view.runButton.isEnabled()
+    window.controller.pause()
+    wait_state(qtbot, window, "paused", "finished")
+
+
 def test_lr_range_test_settings_and_mistakes(qtbot, window):
     window.load_session(quadratic())
     view = window.lrRangeView

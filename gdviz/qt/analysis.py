@@ -279,6 +279,7 @@ class AnalysisController(QObject):
         self._basin_key: tuple | None = None
         self._lr_tokens = itertools.count(1)
         self._lr_token = 0
+        self._lr_running = False
         self.curvature = None            # the latest Curvature at the selected run's point
         self._curvature_info: dict[str, Any] = {}
         self._curvature_at: tuple | None = None  # where it was computed (generation, run, point)
@@ -386,21 +387,35 @@ class AnalysisController(QObject):
             from ..core.analysis.lr_range import log_lrs, lr_range_test
 
             lrs = log_lrs(float(lr_min), float(lr_max), int(count))
+            # stopped (within 16 steps) by a newer test, a reset or a run started: on large
+            # data a test takes minutes, and the run waits for the worker
             return lr_range_test(w.problem, optimizer, hypers, start, lrs, int(steps),
-                                 _device(w))
+                                 _device(w), should_stop=lambda: token != self._lr_token
+                                 or generation != self.c.generation)
 
         def done(result) -> None:
+            if token == self._lr_token:
+                self._lr_running = False
             if result is not None and token == self._lr_token and generation == self.c.generation:
                 self.lrRangeReady.emit(result, info)
 
         def failed(error: GdvizError) -> None:
             if token == self._lr_token:
+                self._lr_running = False
                 self.lrRangeFailed.emit(str(error))
 
         where = f"step {run.step}" if run.step else "its start"
         self.lrRangeStarted.emit(f"{run.label}: {count} learning rates from {lr_min:g} to "
                                  f"{lr_max:g}, {steps} steps each, from {where}…")
+        self._lr_running = True
         self.c.request(compute, done, failed)
+
+    def stop_lr_range(self, why: str) -> None:
+        """Stop a test under way (the worker drops it within 16 steps) and say why."""
+        if self._lr_running:
+            self._lr_running = False
+            self._lr_token = next(self._lr_tokens)
+            self.lrRangeFailed.emit(f"The learning-rate range test was stopped: {why}.")
 
     # --- curvature at the current point ---------------------------------------------------
 
@@ -588,6 +603,7 @@ class AnalysisController(QObject):
 
     def _on_controller_state_changed(self, state: str) -> None:
         if state == "running":
+            self.stop_lr_range("a run started, and runs come first; test again when it rests")
             self._follow.start()
             return
         self._follow.stop()

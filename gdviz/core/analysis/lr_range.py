@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import numpy as np
 import torch
@@ -78,10 +78,12 @@ def log_lrs(lr_min: float = DEFAULT_LR_MIN, lr_max: float = DEFAULT_LR_MAX,
 
 def lr_range_test(problem: "Problem", optimizer: str, hypers: Mapping[str, Any],
                   start: np.ndarray | None = None, lrs: np.ndarray | None = None,
-                  steps: int = DEFAULT_STEPS, device: torch.device | str = "cpu") -> LrRange:
+                  steps: int = DEFAULT_STEPS, device: torch.device | str = "cpu",
+                  should_stop: Callable[[], bool] | None = None) -> LrRange | None:
     """Run ``optimizer`` (with ``hypers``, the learning rate replaced) from ``start`` (a
     full flat parameter row, default the initial values) for ``steps`` steps at every
-    learning rate in ``lrs`` (default :func:`log_lrs`), all at once."""
+    learning rate in ``lrs`` (default :func:`log_lrs`), all at once. ``should_stop`` is
+    asked every few steps; None comes back when it said yes."""
     began = time.perf_counter()
     lrs = log_lrs() if lrs is None else np.asarray(lrs, dtype=np.float64)
     if lrs.ndim != 1 or len(lrs) < 2 or np.any(np.diff(lrs) <= 0):
@@ -94,7 +96,10 @@ def lr_range_test(problem: "Problem", optimizer: str, hypers: Mapping[str, Any],
     columns = [i for _, i in problem.layout.trainable_axes()]
     rows = [{**hypers, "lr": float(lr)} for lr in lrs]
     starts = np.repeat(start[None, columns], len(lrs), axis=0)
-    result = sweep(problem, optimizer, rows, start, starts, columns, int(steps), device=device)
+    result = sweep(problem, optimizer, rows, start, starts, columns, int(steps), device=device,
+                   should_stop=should_stop)
+    if should_stop is not None and should_stop():
+        return None
     initial = float(result.initial_loss[0])
     if not math.isfinite(initial):
         raise GdvizError("the loss is not finite at the start, so no learning rate can "
