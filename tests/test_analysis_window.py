@@ -189,6 +189,45 @@ def test_play_stops_a_long_lr_range_test_and_says_so(qtbot, window):
     wait_state(qtbot, window, "paused", "finished")
 
 
+def test_reset_or_a_new_problem_during_a_long_lr_range_test_answers_at_once(qtbot, window):
+    import time
+
+    window.load_session(load_preset("rosenbrock"))
+    controls = window.controls
+    controls.stepCountSpin.setValue(20)
+    qtbot.mouseClick(controls.stepButton, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: window.controller.step >= 20, timeout=20_000)
+    wait_state(qtbot, window, "paused", "finished")
+    view = window.lrRangeView
+    window.bottomTabs.setCurrentWidget(view)
+    view.lrMinSpin.setValue(1e-7)
+    view.lrMaxSpin.setValue(1e-5)
+    view.countSpin.setValue(10_000)
+    view.stepsSpin.setValue(100_000)
+    qtbot.mouseClick(view.runButton, Qt.MouseButton.LeftButton)
+    qtbot.wait(300)
+    started = time.perf_counter()
+    qtbot.mouseClick(controls.resetButton, Qt.MouseButton.LeftButton)
+    assert time.perf_counter() - started < 5  # not the 60 s a busy worker used to cost
+    qtbot.waitUntil(lambda: "was stopped: the runs were reset" in view.summary.text(),
+                    timeout=20_000)
+    assert window.controller.step == 0
+    qtbot.keyClick(window, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)  # undo the reset
+    qtbot.waitUntil(lambda: window.controller.step == 20, timeout=20_000)
+    # opening an example meanwhile does not wait for the test either
+    qtbot.mouseClick(view.runButton, Qt.MouseButton.LeftButton)
+    qtbot.wait(300)
+    started = time.perf_counter()
+    assert window.load_session(load_preset("himmelblau"))
+    assert time.perf_counter() - started < 5
+    assert view.result is None and view.runButton.isEnabled()  # the tab starts afresh
+    qtbot.mouseClick(window.controls.playButton, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: window.controller.step > 0, timeout=20_000)  # nothing holds it
+    assert "was stopped" not in view.summary.text()
+    window.controller.pause()
+    wait_state(qtbot, window, "paused", "finished")
+
+
 def test_lr_range_test_settings_and_mistakes(qtbot, window):
     window.load_session(quadratic())
     view = window.lrRangeView

@@ -105,3 +105,28 @@ def test_a_run_steps_while_the_landscape_is_computed(qtbot, window, tmp_path, mo
     assert steps_when_whole > 0
     window.controller.pause()
     wait_state(qtbot, window, "paused", "finished")
+
+
+def test_a_basin_map_over_large_data_is_refused_and_play_still_runs(qtbot, window, tmp_path):
+    x = np.random.default_rng(2).uniform(-3, 3, 20_000)
+    path = tmp_path / "points.csv"
+    path.write_text("x,t\n" + "\n".join(f"{a},{2 * a - 1}" for a in x))
+    window.ask_path = lambda *a, **k: str(path)
+    next(a for a in window.fileMenu.actions()
+         if a.text().replace("&", "") == "Open data…").trigger()
+    panel = window.problemPanel
+    for edit, text in ((panel.functionEdit, "w*x + b"), (panel.lossEdit, "mse(y, t)")):
+        edit.selectAll()
+        qtbot.keyClick(edit, Qt.Key.Key_Delete)
+        qtbot.keyClicks(edit, text)
+    panel.flush()
+    view = window.trajectoryView
+    qtbot.waitUntil(lambda: view.basinsCheck.isVisible(), timeout=10_000)
+    qtbot.mouseClick(view.basinsCheck, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: "No basin map: each of its 2,500 first starts" in view.hint.text(),
+                    timeout=10_000)
+    assert "20,000 rows" in view.hint.text()
+    qtbot.mouseClick(window.controls.playButton, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: window.controller.step > 0, timeout=20_000)
+    window.controller.pause()
+    wait_state(qtbot, window, "paused", "finished")

@@ -189,6 +189,23 @@ def test_apply_overrides_drops_a_state_that_does_not_fit_the_new_optimizer():
     assert again.runset.runs[0].step == 20  # the limit: nothing more, but no error
 
 
+def test_a_new_function_drops_the_starts_of_parameters_it_no_longer_has():
+    from gdviz.core.params import ParamSpec
+    from gdviz.core.session import RunRecord, apply_overrides
+
+    session = Session(function="a*x**2 + b", params={"a": ParamSpec("1"), "b": ParamSpec("0")},
+                      runs=[RunRecord("sgd", {"lr": 0.01}),
+                            RunRecord("adam", {"lr": 0.1},
+                                      start={"a": np.array(2.0), "b": np.array(-1.0)})])
+    edited = apply_overrides(session, function="w*x**2 + b",
+                             params={"w": ParamSpec("1"), "b": ParamSpec("0")})
+    assert set(edited.runs[1].start) == {"b"}            # a is gone; b's start stays
+    Simulation(edited).run(3)                            # and the problem loads and runs
+    reinit = apply_overrides(session, params={"a": ParamSpec("1"), "b": ParamSpec("5")})
+    assert set(reinit.runs[1].start) == {"a"}            # b's initial value changed
+    assert session.runs[1].start.keys() == {"a", "b"}    # the original is untouched
+
+
 def test_version_1_files_still_open(tmp_path):
     v1 = {"format": "gdviz-session", "version": 1, "function": "a**2 + b**2",
           "params": {"a": {"init": "1"}, "b": {"init": "2"}},

@@ -840,6 +840,10 @@ def apply_overrides(session: Session, *, function: str | None = None, loss: str 
         s.landscape = landscape  # type: ignore[assignment]
     if restart:
         s.runs = [r.fresh() for r in s.runs]
+        for r in s.runs:  # a start chosen for a parameter the function has no more, or whose
+            if r.start:   # initial value changed, is dropped: the run starts as the others do
+                r.start = {n: v for n, v in r.start.items()
+                           if n in s.params and s.params[n] == session.params.get(n)} or None
     targets = range(len(s.runs)) if run_index is None else [run_index]
     for i in targets:
         r = s.runs[i]

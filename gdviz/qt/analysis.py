@@ -40,6 +40,10 @@ if TYPE_CHECKING:
 COARSE_DIVISOR = 4
 #: seconds one piece of a basin map should keep the worker (the run and other requests wait)
 PIECE_S = 0.5
+#: a basin map whose coarse grid alone would cost more (starts x steps x rows of data) is
+#: not started: over large data, every start is a training run over all of it (about 1e8
+#: of these a second here)
+BASIN_WORK_LIMIT = 5e9
 #: the curvature is computed on its own, without being asked, up to this many elements
 AUTO_CURVATURE_LIMIT = 500
 #: how often the curvature follows a running run
@@ -175,7 +179,9 @@ def _basin_coarse(job: _BasinJob, w: "EngineWorker"):
     side = max(2, job.grid // COARSE_DIVISOR)
     job.coarse = basin_map(w.problem, job.optimizer, job.hypers, job.steps, job.tol,
                            job.x_range, job.y_range, side, list(job.indices), job.base,
-                           _device(w))
+                           _device(w), should_stop=job.stop)
+    if job.cancelled:
+        return None
     if side == job.grid:
         job.chunks = [_whole(job.coarse)]
         return job.coarse, 1.0
@@ -318,6 +324,14 @@ class AnalysisController(QObject):
         if run is None or self.c.runset is None:
             return
         self._basin_key = self.basin_settings()
+        rows = self.c.info.data.rows if self.c.info and self.c.info.data is not None else 0
+        coarse = max(2, int(grid) // COARSE_DIVISOR) ** 2
+        if coarse * self.c.runset.steps * max(1, rows) > BASIN_WORK_LIMIT:
+            self.basinsFailed.emit(
+                f"No basin map: each of its {coarse:,} first starts would train "
+                f"{self.c.runset.steps:,} steps over all {rows:,} rows of the data, far too long "
+                "to wait for; try it with fewer rows or fewer steps")
+            return
         job = _BasinJob(token, self.c.generation, run.settings.optimizer,
                         dict(run.settings.hypers), int(self.c.runset.steps), self.c.runset.tol,
                         np.asarray(base, dtype=np.float64).copy(),
@@ -376,7 +390,7 @@ class AnalysisController(QObject):
         if run is None:
             return
         token = self._lr_token = next(self._lr_tokens)
-        generation = self.c.generation
+        generation, preempted = self.c.generation, self.c.preempted
         optimizer, hypers = run.settings.optimizer, dict(run.settings.hypers)
         start = run.values.copy()
         info = {"run": run.id, "label": run.label, "step": run.step, "optimizer": optimizer}
@@ -387,17 +401,22 @@ class AnalysisController(QObject):
             from ..core.analysis.lr_range import log_lrs, lr_range_test
 
             lrs = log_lrs(float(lr_min), float(lr_max), int(count))
-            # stopped (within 16 steps) by a newer test, a reset or a run started: on large
-            # data a test takes minutes, and the run waits for the worker
+            # stopped (within 16 steps) by a newer test, a reset, a problem loaded or a run
+            # started: on large data a test takes minutes, and they wait for the worker
             return lr_range_test(w.problem, optimizer, hypers, start, lrs, int(steps),
                                  _device(w), should_stop=lambda: token != self._lr_token
-                                 or generation != self.c.generation)
+                                 or generation != self.c.generation
+                                 or preempted != self.c.preempted)
 
         def done(result) -> None:
-            if token == self._lr_token:
-                self._lr_running = False
-            if result is not None and token == self._lr_token and generation == self.c.generation:
+            if token != self._lr_token:
+                return  # a newer test, or stopped (and said so) when a run started
+            self._lr_running = False
+            if result is not None and generation == self.c.generation:
                 self.lrRangeReady.emit(result, info)
+            else:
+                self.lrRangeFailed.emit("The learning-rate range test was stopped: the runs "
+                                        "were reset or the problem changed; test again.")
 
         def failed(error: GdvizError) -> None:
             if token == self._lr_token:
@@ -598,6 +617,7 @@ class AnalysisController(QObject):
         self.curvature, self._curvature_at, self._curvature_info = None, None, {}
         self._sharpness.clear()
         self._lr_token = next(self._lr_tokens)  # a test still on its way is for the old problem
+        self._lr_running = False  # (and stops: see request_lr_range)
         self.lrLimitChanged.emit(None)
         self.request_curvature()
 

@@ -91,6 +91,9 @@ class TrainingController(QObject):
         self.runset: RunSet | None = None
         self.device = "cpu"
         self.generation = 0
+        #: counts the times the window needed the worker at once (loading a problem): a long
+        #: analysis under way stops when it changes
+        self.preempted = 0
         self._token = 0
         self.running = False
         self.steps_per_s = 0.0
@@ -164,6 +167,7 @@ class TrainingController(QObject):
         ExpressionError for a mistake in the function or loss) when it cannot, leaving
         what is loaded untouched."""
         self._stop_running()
+        self.preempted += 1  # a long analysis on the worker stops for this
         generation = self.generation + 1
         built = self.worker.call(lambda w: _build(w, generation, session))
         self._install(generation, session, *built)
@@ -263,13 +267,19 @@ class TrainingController(QObject):
 
     UNDO_STEPS = 5       # a run shorter than this is not worth an undo
     UNDO_DEPTH = 10
+    #: how long an undo point waits for the worker's optimizer states before it keeps the
+    #: window's own copy of the runs (a long analysis holds the worker; the click must not)
+    KEEPSAKE_WAIT_S = 1.0
 
     def _keepsake(self) -> Session | None:
         """The session as it stands, history included, when it holds real progress."""
         if self.runset is None or max((r.step for r in self.runset), default=0) <= self.UNDO_STEPS:
             return None
         self._stop_running()
-        return self.snapshot(include_history=True)
+        try:
+            return self.snapshot(include_history=True, timeout_s=self.KEEPSAKE_WAIT_S)
+        except GdvizError:  # the worker is busy with a long request: the model as it stands
+            return session_from_runset(self.session, self.runset, True)
 
     def _remember(self, session: Session | None) -> None:
         self._redo.clear()  # a new change: what was undone stays undone
@@ -621,16 +631,17 @@ class TrainingController(QObject):
             self.worker.cancel(self._token)
             self.running = False
 
-    def sync(self) -> None:
+    def sync(self, timeout_s: float = 60.0) -> None:
         """Bring the model's optimizer states up to date with the engine (waits for it)."""
         generation = self.generation
-        runs = self.worker.call(lambda w: w.engine.export() if w.generation == generation else {})
+        runs = self.worker.call(lambda w: w.engine.export() if w.generation == generation else {},
+                                timeout_s)
         self.runset.apply_export(runs)
 
-    def snapshot(self, include_history: bool = True) -> Session:
+    def snapshot(self, include_history: bool = True, timeout_s: float = 60.0) -> Session:
         """The session as it stands now: problem, runs, where each is (optimizer state
         included: the engine is asked, after it applied every pending change) and history."""
-        self.sync()
+        self.sync(timeout_s)
         return session_from_runset(self.session, self.runset, include_history)
 
     def summary(self, run: Run | None = None) -> dict:

@@ -642,6 +642,7 @@ class TrajectoryView(QWidget):
     def basins_failed(self, text: str) -> None:
         self._basin_hint = text
         self.hint.setText(self._hint_2d())
+        self.hint.setToolTip(text)  # the header clips a long reason
 
     def _on_basins_toggled(self, on: bool) -> None:
         self.basins.set_visible(on)

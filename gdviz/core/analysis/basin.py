@@ -230,20 +230,22 @@ def basin_map(problem: "Problem", optimizer: str, hypers: Mapping[str, Any], ste
               base: np.ndarray | None = None, device: torch.device | str = "cpu",
               xtol: float | None = None, eps: float | None = None,
               progress: Callable[[int, int], None] | None = None,
-              chunk_starts: int = CHUNK_STARTS) -> BasinMap:
+              chunk_starts: int = CHUNK_STARTS,
+              should_stop: Callable[[], bool] | None = None) -> BasinMap:
     """Run ``optimizer`` with ``hypers`` from every start of a ``grid`` x ``grid`` map over
     ``x_range`` x ``y_range`` for up to ``steps`` steps (``tol``: a loss that stops a run),
     and group the ends into basins. ``axes`` names the two trained elements (column names
     or flat indices; default the first two trainable ones); the others are held at ``base``
     (a full flat row, default the initial values). ``progress(done, total)`` is called after
-    each chunk. For a map that grows on screen, iterate :func:`basin_chunks` and finish with
+    each chunk; ``should_stop`` is asked every few steps (the map then holds what was done).
+    For a map that grows on screen, iterate :func:`basin_chunks` and finish with
     :func:`assemble`, as this does."""
     began = time.perf_counter()
     names, indices = basin_axes(problem, axes)
     chunks = []
     total = check_grid(grid) ** 2
     for chunk in basin_chunks(problem, optimizer, hypers, steps, tol, x_range, y_range, grid,
-                              indices, base, device, xtol, chunk_starts):
+                              indices, base, device, xtol, chunk_starts, should_stop):
         chunks.append(chunk)
         if progress is not None:
             progress(chunk.stop, total)
