@@ -51,6 +51,7 @@ def step(qtbot, window, count):
 def test_open_a_csv_type_a_line_and_watch_it_fit(qtbot, window, tmp_path):
     path = tmp_path / "points.csv"
     path.write_text(LINE)
+    assert not window.dataView.legend.isVisible()  # nothing to name: no empty box either
     open_data_from_menu(window, path)       # the data first, on the seed's X + 1
     assert "not used" in window.dataPanel.notesLabel.text()
     type_model(qtbot, window, "w*x + b", "mse(y, y_data)")
@@ -73,7 +74,8 @@ def test_open_a_csv_type_a_line_and_watch_it_fit(qtbot, window, tmp_path):
                                         + run.values[1], rtol=1e-4, atol=1e-4), timeout=10_000)
     w, b = run.values
     assert abs(w - 2) < 0.01 and abs(b - 1) < 0.01
-    # the points drawn are the file's
+    # the points drawn are the file's, and the legend names them
+    assert window.dataView.legend.isVisible()
     xs, ys = window.dataView.points.getData()
     assert len(xs) == 41 and np.allclose(sorted(xs), np.linspace(-2, 2, 41))
 

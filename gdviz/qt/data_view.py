@@ -39,6 +39,7 @@ class DataView(QWidget):
         self.plot, self.item = new_plot(grid_alpha=0.2)
         layout.addWidget(self.plot, 1)
         self.legend = self.item.addLegend(offset=(10, 10), **legend_style())
+        self.legend.hide()  # until there is something to name
         self.image = pg.ImageItem()
         self.image.setZValue(-10)
         self.item.addItem(self.image)
@@ -63,6 +64,7 @@ class DataView(QWidget):
         self.points.clear()
         self.image.clear()
         self.legend.clear()
+        self.legend.hide()  # empty, it would still draw its box
         self.picture, self._points_key = None, None
         self.hint.setText(reason)
 
@@ -110,6 +112,7 @@ class DataView(QWidget):
             if target is not None:
                 self.points.setData(picture.points[x], picture.points[target],
                                     brush=pg.mkBrush(60, 60, 60, 150), pen=None, size=6)
+                self.legend.show()
                 self.legend.addItem(self.points, f"data ({target} against {x})")
             self.hint.setText(f"{self._rows_note(picture)}; lines: y of each run over {x}")
         xs = picture.grid[0]
@@ -156,6 +159,7 @@ class DataView(QWidget):
                 brushes = [pg.mkBrush(c) for c in cmap.map((t - levels[0]) / span, "qcolor")]
                 self.points.setData(picture.points[x], picture.points[y], brush=brushes,
                                     pen=pg.mkPen("#222", width=0.8), size=7)
+                self.legend.show()
                 self.legend.addItem(self.points, f"data, coloured by {target}")
             what = ("colour: the selected run's prediction (blue 0, red 1); lines: where each "
                     "run predicts 0.5" if classifier else "colour: the selected run's y")

@@ -561,6 +561,7 @@ class GraphPanel(QWidget):
         self._throttle.stop()
         self.scene.clear()
         self.scene.graph = None
+        self.status.setText("")  # the old graph's size is no longer true
 
     def show_point(self, flat: np.ndarray) -> None:
         """Ask for the graph at these parameter values (at most every LIVE_INTERVAL_MS)."""
