@@ -137,10 +137,20 @@ class LrRangeView(QWidget):
         self.runButton.setEnabled(True)
         self.summary.setText("Press Run test: the final loss of a short run at each learning "
                              "rate shows where learning starts and where it breaks.")
+        self._show_lr_span()
+
+    def _show_lr_span(self) -> None:
+        """The axis over the rates to test, before there are any results (its decades
+        labelled, not the 2 ... 9 of an empty log axis)."""
+        lo, hi = self.lrMinSpin.value(), self.lrMaxSpin.value()
+        if 0 < lo < hi:
+            self.item.setXRange(math.log10(lo), math.log10(hi), padding=0.02)
 
     def show_running(self, text: str) -> None:
         self.summary.setText(html.escape(text))
         self.runButton.setEnabled(False)
+        if self.result is None:
+            self._show_lr_span()
 
     def show_error(self, text: str) -> None:
         self.summary.setText(f"<span style='color:{EDGE_COLOR}'>{html.escape(text)}</span>")
