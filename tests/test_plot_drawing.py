@@ -132,3 +132,17 @@ def test_fast_curve_fits_a_view_and_answers_its_legend(qtbot):
     assert not curve.isVisible()
     sample.mouseClickEvent(Click())
     assert curve.isVisible()
+
+
+def test_a_falling_loss_is_shown_from_just_below_zero(qtbot):
+    """Losses of 0 and up: the axis starts a sliver below 0, not at a band of negative
+    losses no run can have (it went to -1 on a loss falling from 13)."""
+    from gdviz.qt.loss_plot import LossPlotView
+
+    view = LossPlotView()
+    qtbot.addWidget(view)
+    steps = np.arange(200, dtype=np.float64)
+    loss = 13.0 * np.exp(-steps / 20)
+    view.refresh_arrays([(1, steps, loss)])
+    (y0, y1) = view.plot.getPlotItem().getViewBox().viewRange()[1]
+    assert -0.03 * (y1 - y0) <= y0 <= loss.min() and y1 >= loss.max()

@@ -247,6 +247,9 @@ class LossPlotView(QWidget):
         lo, hi = bounds  # in view units already (log10 in log mode)
         new = sticky_range((y0, y1), lo, hi)
         if new is not None:
+            if lo >= 0 and not self.logCheck.isChecked():
+                # losses of 0 and up: a sliver below 0, not a band of losses no run can have
+                new = (max(new[0], -0.02 * (new[1] - new[0])), new[1])
             vb.setYRange(*new, padding=0)
 
     def _on_log_check_toggled(self, on: bool) -> None:
