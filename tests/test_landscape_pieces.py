@@ -8,6 +8,7 @@ import pytest
 from PySide6.QtCore import Qt
 
 from conftest import wait_state
+from gdviz.core.analysis import landscape as landscape_module
 from gdviz.core.analysis.landscape import landscape_grid
 from gdviz.core.data import Dataset
 from gdviz.core.params import ParamSpec
@@ -53,7 +54,7 @@ def test_a_cheap_grid_is_one_answer_and_huge_data_gets_fewer_points(monkeypatch)
     worker = SimpleNamespace(generation=1, problem=line_problem(500))
     grid, finished = next_piece(job_for(np.linspace(0, 1, 120), np.linspace(0, 1, 120)), worker)
     assert finished and grid.z.shape == (120, 120)
-    monkeypatch.setattr(landscape_pieces, "LANDSCAPE_VALUES", 500 * 30 * 30)
+    monkeypatch.setattr(landscape_module, "LANDSCAPE_VALUES", 500 * 30 * 30)
     grid, finished = next_piece(job_for(np.linspace(0, 1, 120), np.linspace(0, 1, 120)), worker)
     assert finished and grid.z.shape == (30, 30) and np.isfinite(grid.z).all()
     assert grid.xs[0] == 0 and grid.xs[-1] == 1  # the same range, fewer points
@@ -130,3 +131,15 @@ def test_a_basin_map_over_large_data_is_refused_and_play_still_runs(qtbot, windo
     qtbot.waitUntil(lambda: window.controller.step > 0, timeout=20_000)
     window.controller.pause()
     wait_state(qtbot, window, "paused", "finished")
+
+
+def test_affordable_axes_keep_the_ranges_and_cut_points_by_cost():
+    from gdviz.core.analysis.landscape import affordable_axes
+
+    xs, ys = np.linspace(-2, 3, 120), np.linspace(0, 1, 120)
+    assert affordable_axes(xs, ys, 10_000)[0] is xs          # cheap: as asked
+    fx, fy = affordable_axes(xs, ys, 1_000_000)              # 1e9 losses at most
+    assert (len(fx), len(fy)) == (31, 31) and (fx[0], fx[-1], fy[0], fy[-1]) == (-2, 3, 0, 1)
+    assert len(affordable_axes(xs, ys, 1_000_000, 4e9)[0]) == 63
+    assert len(affordable_axes(np.linspace(0, 1, 400), None, 10_000_000)[0]) == 100
+    assert len(affordable_axes(xs, ys, 10**9)[0]) == 8       # never fewer than 8

@@ -17,7 +17,7 @@ from PySide6.QtCore import QPoint, QRect, QRectF, Qt
 from PySide6.QtGui import QColor, QFont, QFontMetricsF, QImage, QPainter
 from PySide6.QtWidgets import QApplication, QGraphicsView, QWidget
 
-from ..core.analysis.landscape import landscape_grid
+from ..core.analysis.landscape import LANDSCAPE_VALUES, affordable_axes, landscape_grid
 from ..core.errors import GdvizError
 from ..core.model import Run, RunSet
 from ..core.problem import Problem
@@ -166,7 +166,10 @@ class OffscreenFigures:
 
     def _on_landscape_requested(self, base, indices, xs, ys, token) -> None:
         # Synchronously: a figure is drawn once, with its landscape.
-        grid = self.compute(lambda problem: landscape_grid(problem, base, indices, xs, ys, token))
+        # a figure waits for its landscape once: four times the window's budget
+        grid = self.compute(lambda problem: landscape_grid(
+            problem, base, indices,
+            *affordable_axes(xs, ys, problem.data_rows, 4 * LANDSCAPE_VALUES), token))
         self.trajectory.show_landscape(grid)
 
     # --- the export source --------------------------------------------------------------

@@ -7,7 +7,7 @@ answered before the next is posted (a run's batches and other requests go in bet
 
 - a coarse grid first (a quarter of the side), then the full grid, each a few points per
   request and drawn when complete;
-- the full grid's side is lowered on data too large for it (LANDSCAPE_VALUES), so that
+- the full grid's side is lowered on data too large for it (affordable_axes), so that
   the map comes within seconds; a newer request (pan, zoom, a moved run) cancels the job;
 - while a run plays, the next piece is asked for only after as long as the last one took
   (``JOB.seconds``), so that the run keeps at least half of the worker.
@@ -17,7 +17,6 @@ Nothing here imports torch: the core is imported inside the functions the worker
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -30,8 +29,6 @@ if TYPE_CHECKING:
 
 #: losses (points x rows of data) one piece computes: about as long as a run's batch
 PIECE_VALUES = 2_500_000
-#: losses a whole grid may cost: its side is lowered on larger data (about 5 s of pieces)
-LANDSCAPE_VALUES = 1_000_000_000
 #: the coarse grid's side is the full grid's divided by this
 COARSE_DIVISOR = 4
 
@@ -66,12 +63,12 @@ def next_piece(job: LandscapeJob, w: "EngineWorker") -> tuple["LandscapeGrid | N
     if job.cancelled or job.problem is None or w.problem is not job.problem or \
             job.stages == []:
         return None, True
-    from ..core.analysis.landscape import (LandscapeGrid, grid_points, landscape_grid,
-                                           losses_at_points)
+    from ..core.analysis.landscape import (LandscapeGrid, affordable_axes, grid_points,
+                                           landscape_grid, losses_at_points)
 
     per_point = max(1, w.problem.data_rows)
     if job.stages is None:
-        xs, ys = _resampled(job.xs, job.ys, per_point)
+        xs, ys = affordable_axes(job.xs, job.ys, per_point)
         if len(xs) * (1 if ys is None else len(ys)) * per_point <= PIECE_VALUES:
             return landscape_grid(w.problem, job.base, job.indices, xs, ys, job.token), True
         job.stages = [(_coarse(xs), None if ys is None else _coarse(ys)), (xs, ys)]
@@ -91,22 +88,6 @@ def next_piece(job: LandscapeJob, w: "EngineWorker") -> tuple["LandscapeGrid | N
     job.stages.pop(0)
     job.z, job.done = None, 0
     return grid, not job.stages
-
-
-def _resampled(xs: np.ndarray, ys: np.ndarray | None, per_point: int
-               ) -> tuple[np.ndarray, np.ndarray | None]:
-    """The requested axes, with fewer points where the grid would cost more than
-    LANDSCAPE_VALUES (the same share off each axis)."""
-    points = len(xs) * (1 if ys is None else len(ys))
-    if points * per_point <= LANDSCAPE_VALUES:
-        return xs, ys
-    scale = math.sqrt(LANDSCAPE_VALUES / per_point / points) if ys is not None else \
-        LANDSCAPE_VALUES / per_point / points
-
-    def fewer(axis: np.ndarray) -> np.ndarray:
-        return np.linspace(axis[0], axis[-1], max(8, int(len(axis) * scale)))
-
-    return fewer(xs), None if ys is None else fewer(ys)
 
 
 def _coarse(axis: np.ndarray) -> np.ndarray:

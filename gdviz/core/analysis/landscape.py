@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import math
+
 import numpy as np
 
 
@@ -31,6 +33,30 @@ def landscape_grid(problem: "Problem", base: np.ndarray, indices: list[int], xs:
     ys = None if ys is None else np.asarray(ys, dtype=np.float64)
     z = losses_at_points(problem, base, indices, grid_points(xs, ys))
     return LandscapeGrid(xs, ys, z if ys is None else z.reshape(len(xs), len(ys)), token)
+
+
+#: losses (points x rows of data) a landscape may cost on screen: its grid has fewer points
+#: on data too large for the one asked for (about 5 s on one thread)
+LANDSCAPE_VALUES = 1_000_000_000
+
+
+def affordable_axes(xs: np.ndarray, ys: np.ndarray | None, data_rows: int,
+                    budget: float | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """The axes of a grid over the same ranges, with fewer points (the same share off each
+    axis, at least 8) where every point costing a pass over ``data_rows`` rows would make the
+    whole cost more than ``budget`` losses (default LANDSCAPE_VALUES)."""
+    budget = LANDSCAPE_VALUES if budget is None else budget
+    per_point = max(1, int(data_rows))
+    points = len(xs) * (1 if ys is None else len(ys))
+    if points * per_point <= budget:
+        return xs, ys
+    share = budget / per_point / points
+    scale = math.sqrt(share) if ys is not None else share
+
+    def fewer(axis: np.ndarray) -> np.ndarray:
+        return np.linspace(axis[0], axis[-1], max(8, int(len(axis) * scale)))
+
+    return fewer(xs), None if ys is None else fewer(ys)
 
 
 def grid_points(xs: np.ndarray, ys: np.ndarray | None) -> np.ndarray:
