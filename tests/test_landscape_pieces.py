@@ -79,11 +79,9 @@ def test_a_cancelled_job_or_a_new_problem_stops_it_and_a_reset_does_not(monkeypa
     assert next_piece(job, worker) == (None, True)
 
 
-def test_a_run_steps_while_the_landscape_is_computed(qtbot, window, tmp_path, monkeypatch):
-    """On data large enough that the whole map takes hundreds of pieces, Play starts at
-    once: the run's steps come before the map is whole."""
-    monkeypatch.setattr(landscape_pieces, "PIECE_VALUES", 20_000 * 50)
-    x = np.random.default_rng(1).uniform(-3, 3, 20_000)
+def open_a_line_of_20_000_rows(qtbot, window, tmp_path, seed):
+    """As a user does: File > Open data on a line's points, then type w*x + b and its mse."""
+    x = np.random.default_rng(seed).uniform(-3, 3, 20_000)
     path = tmp_path / "points.csv"
     path.write_text("x,t\n" + "\n".join(f"{a},{2 * a - 1}" for a in x))
     window.ask_path = lambda *a, **k: str(path)
@@ -95,6 +93,13 @@ def test_a_run_steps_while_the_landscape_is_computed(qtbot, window, tmp_path, mo
         qtbot.keyClick(edit, Qt.Key.Key_Delete)
         qtbot.keyClicks(edit, text)
     panel.flush()
+
+
+def test_a_run_steps_while_the_landscape_is_computed(qtbot, window, tmp_path, monkeypatch):
+    """On data large enough that the whole map takes hundreds of pieces, Play starts at
+    once: the run's steps come before the map is whole."""
+    monkeypatch.setattr(landscape_pieces, "PIECE_VALUES", 20_000 * 50)
+    open_a_line_of_20_000_rows(qtbot, window, tmp_path, seed=1)
     pieces = []
     window.controller.landscapeReady.connect(
         lambda grid: pieces.append((grid.z.shape, window.controller.step)))
@@ -109,18 +114,7 @@ def test_a_run_steps_while_the_landscape_is_computed(qtbot, window, tmp_path, mo
 
 
 def test_a_basin_map_over_large_data_is_refused_and_play_still_runs(qtbot, window, tmp_path):
-    x = np.random.default_rng(2).uniform(-3, 3, 20_000)
-    path = tmp_path / "points.csv"
-    path.write_text("x,t\n" + "\n".join(f"{a},{2 * a - 1}" for a in x))
-    window.ask_path = lambda *a, **k: str(path)
-    next(a for a in window.fileMenu.actions()
-         if a.text().replace("&", "") == "Open data…").trigger()
-    panel = window.problemPanel
-    for edit, text in ((panel.functionEdit, "w*x + b"), (panel.lossEdit, "mse(y, t)")):
-        edit.selectAll()
-        qtbot.keyClick(edit, Qt.Key.Key_Delete)
-        qtbot.keyClicks(edit, text)
-    panel.flush()
+    open_a_line_of_20_000_rows(qtbot, window, tmp_path, seed=2)
     view = window.trajectoryView
     qtbot.waitUntil(lambda: view.basinsCheck.isVisible(), timeout=10_000)
     qtbot.mouseClick(view.basinsCheck, Qt.MouseButton.LeftButton)

@@ -24,9 +24,9 @@ import io
 import itertools
 import re
 import unicodedata
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from contextlib import contextmanager
 from typing import Iterable, Iterator
 
 import numpy as np
@@ -196,8 +196,7 @@ def _read_blocks(reader, shown: str) -> tuple[list[str], list[list], int]:
         header = _checked_header(header, shown)
         blocks: list[list] = [[] for _ in header]
         while lines_read := list(itertools.islice(reader, _BLOCK_ROWS)):
-            block = [line for line in lines_read
-                     if line and (line[0].strip() or not _blank(line))]  # the usual line fast
+            block = [line for line in lines_read if not _blank(line)]
             if set(map(len, block)) - {len(header)}:
                 ragged = next(k for k, line in enumerate(block) if len(line) != len(header))
                 cells = len(block[ragged])

@@ -39,12 +39,14 @@ from .optimizers import normalize_hypers
 from .problem import Problem
 from .status import Status
 from .records import EngineBatch, EngineRun, RowState, RunProgress, RunRows
+from .rowwise import chunked_loss
 from .schedules import Schedule
 from .updates import UpdateGroup, group_key, rule_of
 
 #: At most this many numbers are recorded per batch (rows x runs x columns), so a huge set
 #: of runs or parameters yields smaller batches instead of a huge one.
 _MAX_BATCH_VALUES = 8_000_000
+
 
 class Engine:
     """Owns the tensors and optimizer states of a set of runs of one :class:`Problem`."""
@@ -374,16 +376,8 @@ class Engine:
             if seed is not None and loss.requires_grad:
                 _backward(loss, seed)
             return loss
-        total = None
-        for start, stop, share, fn in chunks:
-            env = self._views(flat, frozen)  # views made anew: each chunk's graph is its own
-            env.update({n: col[start:stop] for n, col in self._data.items()})
-            loss = fn(env)
-            if seed is not None and loss.requires_grad:
-                _backward(loss, seed * share)
-            part = loss.detach() * share
-            total = part if total is None else total + part
-        return total
+        backward = None if seed is None else lambda loss, share: _backward(loss, seed * share)
+        return chunked_loss(chunks, lambda: self._views(flat, frozen), self._data, backward)
 
     def _chunks(self, runs: int) -> list[tuple[int, int, float, Callable]] | None:
         """The full data's chunks for ``runs`` runs (see Problem.chunked_losses)."""

@@ -21,7 +21,6 @@ from .records import ProblemInfo
 CHECK_ROWS = 4096
 
 
-
 @dataclass
 class Problem:
     """The function and loss compiled once, with seeded initial values (CPU tensors).

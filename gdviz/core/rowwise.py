@@ -21,7 +21,7 @@ computed over all the rows at once.
 
 from __future__ import annotations
 
-from typing import Collection, Mapping
+from typing import Callable, Collection, Mapping, Sequence
 
 import torch
 
@@ -36,7 +36,6 @@ CHUNK_MIN_ROWS = 1 << 14
 #: the state of a value that is a mean over the rows (a scalar per run), which chunks
 #: combine by their share of the rows
 MEAN = "mean"
-
 
 #: rows of the probe: any number above 1 will do, as a shape tied to the data's length
 #: fails the problem's own check on all the rows first
@@ -75,6 +74,26 @@ def row_chunks(rows: int, runs: int) -> list[tuple[int, int]] | None:
     return list(zip(bounds, bounds[1:]))
 
 
+def chunked_loss(chunks: Sequence[tuple[int, int, float, Callable]],
+                 parameters: Callable[[], dict[str, torch.Tensor]],
+                 data: Mapping[str, torch.Tensor],
+                 backward: Callable[[torch.Tensor, float], None] | None = None) -> torch.Tensor:
+    """Every run's loss on the full data from its chunks (see Problem.chunked_losses): each
+    chunk's plan on ``parameters()`` (made anew: each chunk's graph is its own) and its rows
+    of ``data``, weighted by its share; ``backward(loss, share)`` for each chunk's loss that
+    has a gradient. Returns the weighted sum, detached."""
+    total = None
+    for start, stop, share, fn in chunks:
+        env = parameters()
+        env.update({n: col[start:stop] for n, col in data.items()})
+        loss = fn(env)
+        if backward is not None and loss.requires_grad:
+            backward(loss, share)
+        part = loss.detach() * share
+        total = part if total is None else total + part
+    return total
+
+
 class _Mixed(Exception):
     """A value that mixes the data's rows in a way chunks cannot reproduce."""
 
@@ -97,11 +116,11 @@ def _follow(expr: Expression, env: Mapping[str, torch.Tensor],
         else:
             args = [values[a] for a in ins.args]
             values[i] = ins.fn(*args)
-            state[i] = _axis_after(ins, args, [state[a] for a in ins.args], values[i])
+            state[i] = _axis_after(ins, args, [state[a] for a in ins.args])
     return values[-1], state[-1]
 
 
-def _axis_after(ins, args: list, states: list, out) -> int | str | None:
+def _axis_after(ins, args: list, states: list) -> int | str | None:
     """The row axis of one operation's result, from its arguments'."""
     if all(s is None for s in states):
         return None

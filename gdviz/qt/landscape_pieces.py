@@ -49,7 +49,8 @@ class LandscapeJob:
     cancelled: bool = False
     problem: Any = None               # the worker's problem at the first piece
     stages: list[Axes] | None = None  # the grids still to compute, coarse first
-    z: np.ndarray | None = None       # the current one's losses so far
+    points: np.ndarray | None = None  # the current one's points (x major)
+    z: np.ndarray | None = None       # and their losses so far
     done: int = 0                     # its points computed (x major)
     seconds: float = 0.0              # how long the last piece took
 
@@ -73,20 +74,20 @@ def next_piece(job: LandscapeJob, w: "EngineWorker") -> tuple["LandscapeGrid | N
             return landscape_grid(w.problem, job.base, job.indices, xs, ys, job.token), True
         job.stages = [(_coarse(xs), None if ys is None else _coarse(ys)), (xs, ys)]
     xs, ys = job.stages[0]
-    points = grid_points(xs, ys)
-    if job.z is None:
-        job.z = np.full(len(points), np.nan)
-    part = slice(job.done, min(len(points), job.done + max(1, PIECE_VALUES // per_point)))
+    if job.points is None:
+        job.points = grid_points(xs, ys)
+        job.z = np.full(len(job.points), np.nan)
+    part = slice(job.done, min(len(job.points), job.done + max(1, PIECE_VALUES // per_point)))
     started = time.perf_counter()
-    job.z[part] = losses_at_points(w.problem, job.base, job.indices, points[part])
+    job.z[part] = losses_at_points(w.problem, job.base, job.indices, job.points[part])
     job.seconds = time.perf_counter() - started
     job.done = part.stop
-    if job.done < len(points):
+    if job.done < len(job.points):
         return None, False
     grid = LandscapeGrid(xs, ys, job.z if ys is None else job.z.reshape(len(xs), len(ys)),
                          job.token)
     job.stages.pop(0)
-    job.z, job.done = None, 0
+    job.points, job.z, job.done = None, None, 0
     return grid, not job.stages
 
 

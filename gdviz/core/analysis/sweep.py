@@ -29,6 +29,7 @@ import torch
 
 from ..errors import GdvizError
 from ..optimizers import normalize_hypers
+from ..rowwise import chunked_loss
 from ..updates import UpdateGroup, rule_of
 
 if TYPE_CHECKING:
@@ -279,8 +280,9 @@ def _update_group(optimizer: str, hypers, rows: int, width: int,
 
 class _Evaluator:
     """The loss of every run and its gradient with respect to the trained elements, in one
-    forward and one backward pass (one per chunk of rows on large data). The trained elements come as one (columns, runs) tensor;
-    held elements are the base row's values, broadcast to every run without copies."""
+    forward and one backward pass (one per chunk of rows on large data). The trained
+    elements come as one (columns, runs) tensor; held elements are the base row's values,
+    broadcast to every run without copies."""
 
     def __init__(self, problem: "Problem", base: np.ndarray, columns: list[int], rows: int,
                  device: torch.device):
@@ -334,16 +336,11 @@ class _Evaluator:
             if loss.requires_grad:
                 grad, = torch.autograd.grad(loss, flat, seed, allow_unused=True)
             return loss.detach(), torch.zeros_like(flat) if grad is None else grad
-        # the full data chunk by chunk (see Problem.chunked_losses)
-        total, grad = None, torch.zeros_like(flat)
-        for start, stop, share, fn in self.chunks:
-            env = self.env(flat)
-            env.update({n: col[start:stop] for n, col in self.data.items()})
-            loss = fn(env)
-            if loss.requires_grad:
-                part, = torch.autograd.grad(loss, flat, seed * share, allow_unused=True)
-                if part is not None:
-                    grad += part
-            loss = loss.detach() * share
-            total = loss if total is None else total + loss
-        return total, grad
+        grad = torch.zeros_like(flat)
+
+        def backward(loss: torch.Tensor, share: float) -> None:
+            part, = torch.autograd.grad(loss, flat, seed * share, allow_unused=True)
+            if part is not None:
+                grad.add_(part)
+
+        return chunked_loss(self.chunks, lambda: self.env(flat), self.data, backward), grad
